@@ -1,0 +1,93 @@
+r"""VEEGAN's objective (Algorithm 1 of Srivastava et al., 2017) as pure tensor functions: logits and latents in, scalar
+losses out. Which network produced which tensor, and what is detached, is decided by `objectives.py`.
+
+Paper symbol -> code name:
+
+| paper                        | code                                              |
+|------------------------------|---------------------------------------------------|
+| z ~ p_0(z) = N(0, I)         | `latents`                                         |
+| x_g ~ q_gamma(x | z) = G(z)  | `fake_samples` (generator, parameters gamma)      |
+| x ~ p(x)                     | `real_samples`                                    |
+| z_g ~ p_theta(z | x)         | `real_latents` = F(x) + noise (reconstructor, theta) |
+| D_omega(z, x)                | `discriminator(samples, latents)` -> logits (omega) |
+| d(z, x_g) = ||z - F(x_g)||^2 | `reconstruction_loss(latents, reconstructed_latents)` |
+
+Sign convention (the paper's): D is trained to output a *large* logit on generated pairs (z, G(z)) and a small one
+on data pairs (F(x) + noise, x), so that at the optimum D(z, x) = log q(z, x) / p(z, x). The generator then
+*minimizes* D(z, G(z)), an estimate of the KL between the two joint distributions.
+"""
+
+import torch
+import torch.nn.functional as nnf
+
+ADVERSARIAL_LOSSES = ("paper", "non_saturating")
+
+
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    The discriminator's logistic loss, line 7 of Algorithm 1.
+
+    Args:
+        fake_logits (`torch.Tensor` of shape `(batch,)`): D(z, G(z)) on generated pairs.
+        real_logits (`torch.Tensor` of shape `(batch,)`): D(F(x) + noise, x) on data pairs.
+
+    Returns:
+        `torch.Tensor`: the scalar loss, averaged over the batch.
+    """
+    # -log sigmoid(D(z, G(z)))          = softplus(-D(z, G(z)))
+    # -log(1 - sigmoid(D(z_g, x)))      = softplus(D(z_g, x))
+    return nnf.softplus(-fake_logits).mean() + nnf.softplus(real_logits).mean()
+
+
+def reconstruction_loss(latents: torch.Tensor, reconstructed_latents: torch.Tensor) -> torch.Tensor:
+    r"""
+    The autoencoder loss on the noise, d(z, G(z)) = ||z - F(G(z))||^2 (lines 9 and 11 of Algorithm 1).
+
+    Summed over latent dimensions (it is -log N(z; F(G(z)), I) up to a constant and a factor 1/2) and averaged over
+    the batch.
+
+    Args:
+        latents (`torch.Tensor` of shape `(batch, latent_dim)`): z.
+        reconstructed_latents (`torch.Tensor` of shape `(batch, latent_dim)`): F(G(z)), the reconstructor's mean.
+    """
+    # ||z - F(G(z))||^2
+    return (latents - reconstructed_latents).pow(2).sum(dim=1).mean()
+
+
+def adversarial_generator_loss(fake_logits: torch.Tensor, form: str = "paper") -> torch.Tensor:
+    r"""
+    The generator's adversarial term.
+
+    Args:
+        fake_logits (`torch.Tensor` of shape `(batch,)`): D(z, G(z)) computed with the discriminator's weights held
+            fixed.
+        form (`str`, *optional*, defaults to `"paper"`): `"paper"` is line 11 of Algorithm 1, the raw logit D(z, G(z));
+            `"non_saturating"` is -log(1 - sigmoid(D(z, G(z)))), the usual non-saturating GAN loss in this sign
+            convention, whose gradient stays bounded when D is confident.
+    """
+    if form == "paper":
+        # D(z, G(z)) ~= log q(z, x) / p(z, x)
+        return fake_logits.mean()
+    if form == "non_saturating":
+        # -log(1 - sigmoid(D(z, G(z)))) = softplus(D(z, G(z)))
+        return nnf.softplus(fake_logits).mean()
+    raise ValueError(f"adversarial loss form={form!r} is not supported; use one of {ADVERSARIAL_LOSSES}.")
+
+
+def generator_loss(
+    fake_logits: torch.Tensor,
+    reconstruction: torch.Tensor,
+    reconstruction_weight: float = 1.0,
+    form: str = "paper",
+) -> torch.Tensor:
+    r"""
+    VEEGAN's generator objective, line 11 of Algorithm 1: the adversarial term plus the weighted noise autoencoder loss.
+
+    Args:
+        fake_logits (`torch.Tensor` of shape `(batch,)`): D(z, G(z)) with the discriminator's weights held fixed.
+        reconstruction (`torch.Tensor`): the scalar `reconstruction_loss(latents, F(G(z)))`, shared with F's update.
+        reconstruction_weight (`float`, *optional*, defaults to 1.0): lambda; the paper uses 1.
+        form (`str`, *optional*, defaults to `"paper"`): see `adversarial_generator_loss`.
+    """
+    # D(z, G(z)) + lambda * ||z - F(G(z))||^2
+    return adversarial_generator_loss(fake_logits, form) + reconstruction_weight * reconstruction

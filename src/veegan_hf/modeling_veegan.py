@@ -1,0 +1,318 @@
+"""The three VEEGAN networks: generator G: z -> x, reconstructor F: x -> z and the joint discriminator D(z, x).
+
+Architecture only: no losses, no training, no I/O beyond what `ModelMixin` gives. Two families share one config
+surface so that every objective and every dataset uses the same classes:
+
+- `architecture="mlp"` for vectors of any `data_dim` (the 2-D mixtures, the 1200-D synthetic data);
+- `architecture="dcgan"` for square images with `image_size` 28, 32 or 64 and `num_channels` 1 or 3.
+"""
+
+import itertools
+import math
+
+import torch
+from diffusers import ModelMixin  # top-level name on purpose: diffusers' loader looks for it in this module
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from torch import nn
+
+ARCHITECTURES = ("mlp", "dcgan")
+IMAGE_SIZES = (28, 32, 64)
+ACTIVATIONS = ("relu", "leaky_relu", "silu")
+
+
+def _check_common(
+    architecture: str,
+    latent_dim: int,
+    data_dim: int | None,
+    image_size: int | None,
+    num_channels: int | None,
+    *,
+    allow_zero_latent: bool = False,
+) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture={architecture!r} is not supported; use one of {ARCHITECTURES}.")
+    if latent_dim < (0 if allow_zero_latent else 1):
+        raise ValueError(f"latent_dim={latent_dim} must be a positive integer.")
+    if architecture == "mlp" and (data_dim is None or data_dim < 1):
+        raise ValueError(f"architecture='mlp' needs a positive data_dim, got data_dim={data_dim}.")
+    if architecture == "dcgan":
+        if image_size not in IMAGE_SIZES:
+            raise ValueError(f"architecture='dcgan' supports image_size in {IMAGE_SIZES}, got {image_size}.")
+        if num_channels not in (1, 3):
+            raise ValueError(f"architecture='dcgan' supports num_channels 1 or 3, got {num_channels}.")
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"activation={name!r} is not supported; use one of {ACTIVATIONS}.")
+
+
+def _mlp(in_dim: int, hidden_dim: int, num_hidden_layers: int, out_dim: int, activation: str) -> nn.Sequential:
+    """in_dim -> [hidden_dim, activation] x num_hidden_layers -> out_dim (linear output)."""
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_hidden_layers):
+        layers += [nn.Linear(dim, hidden_dim), _activation(activation)]
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def _dcgan_plan(image_size: int, base_channels: int) -> tuple[int, list[int]]:
+    """The start resolution and the channel widths of each stride-2 stage, coarse to fine.
+
+    28 px starts at 7x7 (28 = 7 * 2^2); 32 and 64 px start at 4x4 like DCGAN. Widths halve at each upsampling so that
+    the finest stage has `base_channels`.
+    """
+    start = 7 if image_size == 28 else 4
+    num_stages = int(math.log2(image_size // start))
+    return start, [base_channels * 2 ** (num_stages - 1 - i) for i in range(num_stages)]
+
+
+class _ConvEncoder(nn.Module):
+    """(batch, channels, size, size) -> (batch, out_dim): stride-2 convolutions, LeakyReLU, no normalization.
+
+    No BatchNorm: the reconstructor and the discriminator see real and generated images in one concatenated batch,
+    and batch statistics would leak one half into the other.
+    """
+
+    def __init__(self, image_size: int, num_channels: int, base_channels: int, out_dim: int):
+        super().__init__()
+        start, widths = _dcgan_plan(image_size, base_channels)
+        widths = widths[::-1]  # fine to coarse
+        layers: list[nn.Module] = []
+        in_ch = num_channels
+        for width in widths:
+            layers += [nn.Conv2d(in_ch, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(in_ch * start * start, out_dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        h = self.features(pixel_values)  # (batch, widest, start, start)
+        return self.head(h.flatten(1))  # (batch, out_dim)
+
+
+class VEEGANGenerator(ModelMixin, ConfigMixin):
+    r"""
+    The VEEGAN generator G: maps latents z ~ N(0, I) to samples x.
+
+    Parameters:
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        latent_dim (`int`, *optional*, defaults to 16): size of z, the code the reconstructor learns to recover.
+        data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
+        image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
+        num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
+        hidden_dim (`int`, *optional*, defaults to 128): MLP width (the authors' notebook uses 128).
+        num_hidden_layers (`int`, *optional*, defaults to 2): MLP depth (the authors' notebook uses 2).
+        base_channels (`int`, *optional*, defaults to 64): channels of the finest DCGAN stage; coarser stages double.
+        extra_noise_dim (`int`, *optional*, defaults to 0): size of an extra noise input that is *not* reconstructed,
+            as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
+        activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from veegan_hf import VEEGANGenerator
+
+    >>> generator = VEEGANGenerator(architecture="mlp", latent_dim=16, data_dim=2)
+    >>> generator(torch.randn(4, 16)).shape
+    torch.Size([4, 2])
+    ```
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        architecture: str = "mlp",
+        latent_dim: int = 16,
+        data_dim: int | None = 2,
+        image_size: int | None = None,
+        num_channels: int | None = None,
+        hidden_dim: int = 128,
+        num_hidden_layers: int = 2,
+        base_channels: int = 64,
+        extra_noise_dim: int = 0,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        _check_common(architecture, latent_dim, data_dim, image_size, num_channels)
+        in_dim = latent_dim + extra_noise_dim
+        if architecture == "mlp":
+            self.net = _mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation)
+        else:
+            start, widths = _dcgan_plan(image_size, base_channels)
+            layers: list[nn.Module] = [
+                nn.Linear(in_dim, widths[0] * start * start),
+                nn.Unflatten(1, (widths[0], start, start)),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(),
+            ]
+            for in_ch, out_ch in itertools.pairwise(widths):
+                layers += [nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1), nn.BatchNorm2d(out_ch), nn.ReLU()]
+            # the last upsampling lands on the image itself; tanh keeps pixels in [-1, 1]
+            layers += [nn.ConvTranspose2d(widths[-1], num_channels, 4, 2, 1), nn.Tanh()]
+            self.net = nn.Sequential(*layers)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: `(data_dim,)` or `(num_channels, image_size, image_size)`."""
+        c = self.config
+        return (c.data_dim,) if c.architecture == "mlp" else (c.num_channels, c.image_size, c.image_size)
+
+    def forward(self, latents: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        r"""
+        Args:
+            latents (`torch.Tensor` of shape `(batch, latent_dim)`): the codes z.
+            noise (`torch.Tensor` of shape `(batch, extra_noise_dim)`, *optional*): the extra noise; drawn from N(0, I)
+                with the global RNG when omitted and `extra_noise_dim > 0`.
+
+        Returns:
+            `torch.Tensor`: `(batch, data_dim)` vectors or `(batch, num_channels, image_size, image_size)` images.
+        """
+        if self.config.extra_noise_dim > 0:
+            if noise is None:
+                noise = torch.randn(latents.shape[0], self.config.extra_noise_dim, device=latents.device)
+            latents = torch.cat([latents, noise.to(latents.dtype)], dim=1)  # (batch, latent_dim + extra_noise_dim)
+        return self.net(latents)
+
+
+class VEEGANReconstructor(ModelMixin, ConfigMixin):
+    r"""
+    The VEEGAN reconstructor F: maps samples x back to latents, the paper's p_theta(z | x) = N(F(x), noise_std^2 I).
+
+    `forward` returns the mean F(x). `sample_latents` adds the Gaussian noise; the training loop feeds these noisy codes
+    to the discriminator as the latent half of a real pair. With `noise_std=0` the reconstructor is deterministic.
+
+    Parameters:
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        latent_dim (`int`, *optional*, defaults to 16): size of the recovered code; equals the generator's.
+        data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
+        image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
+        num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
+        hidden_dim (`int`, *optional*, defaults to 128): MLP width.
+        num_hidden_layers (`int`, *optional*, defaults to 2): MLP depth.
+        base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage.
+        noise_std (`float`, *optional*, defaults to 1.0): std of the Gaussian p_theta(z | x); 1.0 is the paper's unit
+            variance, 0.0 makes F deterministic (which lets D tell real pairs from fake ones by z alone).
+        activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        architecture: str = "mlp",
+        latent_dim: int = 16,
+        data_dim: int | None = 2,
+        image_size: int | None = None,
+        num_channels: int | None = None,
+        hidden_dim: int = 128,
+        num_hidden_layers: int = 2,
+        base_channels: int = 64,
+        noise_std: float = 1.0,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        _check_common(architecture, latent_dim, data_dim, image_size, num_channels)
+        if noise_std < 0:
+            raise ValueError(f"noise_std={noise_std} must be >= 0 (0 makes the reconstructor deterministic).")
+        if architecture == "mlp":
+            self.net = _mlp(data_dim, hidden_dim, num_hidden_layers, latent_dim, activation)
+        else:
+            self.net = _ConvEncoder(image_size, num_channels, base_channels, latent_dim)
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        r"""
+        Args:
+            samples (`torch.Tensor`): `(batch, data_dim)` vectors or `(batch, num_channels, size, size)` images in
+                [-1, 1].
+
+        Returns:
+            `torch.Tensor` of shape `(batch, latent_dim)`: the mean of p_theta(z | x).
+        """
+        return self.net(samples)
+
+    def sample_latents(self, samples: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws z ~ N(F(x), noise_std^2 I): the code of a real pair (z, x) as the discriminator sees it."""
+        mean = self(samples)  # (batch, latent_dim)
+        if self.config.noise_std == 0:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + self.config.noise_std * noise
+
+
+class VEEGANDiscriminator(ModelMixin, ConfigMixin):
+    r"""
+    The joint discriminator D(z, x): an x-path, a z-path and a joint head that returns one logit per pair.
+
+    With `latent_dim=0` the z-path is dropped and D(x) is a plain GAN discriminator, so baselines share the networks.
+    With `pack_size=m` D judges m samples at once (PacGAN): vectors are concatenated along features, images along
+    channels, and the latents likewise.
+
+    Parameters:
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        latent_dim (`int`, *optional*, defaults to 16): size of z; 0 gives an x-only discriminator.
+        data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
+        image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
+        num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
+        hidden_dim (`int`, *optional*, defaults to 128): width of the paths and of the joint head.
+        num_hidden_layers (`int`, *optional*, defaults to 1): hidden layers of the joint head (the notebook uses 1).
+        base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage of the x-path.
+        pack_size (`int`, *optional*, defaults to 1): samples judged together (PacGAN); 1 is an ordinary D.
+        activation (`str`, *optional*, defaults to `"leaky_relu"`): hidden activation; LeakyReLU keeps gradients alive
+            for the generator where D saturates.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        architecture: str = "mlp",
+        latent_dim: int = 16,
+        data_dim: int | None = 2,
+        image_size: int | None = None,
+        num_channels: int | None = None,
+        hidden_dim: int = 128,
+        num_hidden_layers: int = 1,
+        base_channels: int = 64,
+        pack_size: int = 1,
+        activation: str = "leaky_relu",
+    ):
+        super().__init__()
+        _check_common(architecture, latent_dim, data_dim, image_size, num_channels, allow_zero_latent=True)
+        if pack_size < 1:
+            raise ValueError(f"pack_size={pack_size} must be >= 1.")
+        if num_hidden_layers < 1:
+            raise ValueError(f"num_hidden_layers={num_hidden_layers} must be >= 1 for the joint head.")
+        if architecture == "mlp":
+            # Linear on x plus Linear on z equals one Linear on concat(z, x): the notebook's D, split into paths.
+            self.sample_path = nn.Linear(data_dim * pack_size, hidden_dim)
+        else:
+            self.sample_path = _ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
+        self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
+        self.head = nn.Sequential(
+            _activation(activation), _mlp(hidden_dim, hidden_dim, num_hidden_layers - 1, 1, activation)
+        )
+
+    def forward(self, samples: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+        r"""
+        Args:
+            samples (`torch.Tensor`): `(batch, pack_size * data_dim)` vectors or
+                `(batch, pack_size * num_channels, size, size)` images.
+            latents (`torch.Tensor` of shape `(batch, pack_size * latent_dim)`, *optional*): the codes; required unless
+                `latent_dim=0`.
+
+        Returns:
+            `torch.Tensor` of shape `(batch,)`: the logit; large means "generated pair" in the VEEGAN convention.
+        """
+        h = self.sample_path(samples)  # (batch, hidden_dim)
+        if self.latent_path is not None:
+            if latents is None:
+                raise ValueError("This discriminator is joint (latent_dim > 0): pass latents with the samples.")
+            h = h + self.latent_path(latents)
+        return self.head(h).squeeze(-1)

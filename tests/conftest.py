@@ -1,0 +1,41 @@
+"""Test-wide settings: offline Hub, quiet Gradio, one thread per process (CI has 2 cores)."""
+
+import os
+
+# read by huggingface_hub and diffusers at import: must be set before any test module imports them
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from veegan_hf import VEEGAN, VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+
+torch.set_num_threads(1)
+
+# (family, kwargs) for every supported architecture and size, small enough for a 2-core CPU
+FAMILIES = {
+    "mlp-2d": dict(architecture="mlp", latent_dim=8, data_dim=2, hidden_dim=32),
+    "mlp-1200d": dict(architecture="mlp", latent_dim=16, data_dim=1200, hidden_dim=32),
+    "dcgan-28-1": dict(architecture="dcgan", latent_dim=8, image_size=28, num_channels=1, base_channels=8),
+    "dcgan-32-3": dict(architecture="dcgan", latent_dim=8, image_size=32, num_channels=3, base_channels=8),
+    "dcgan-64-3": dict(architecture="dcgan", latent_dim=8, image_size=64, num_channels=3, base_channels=8),
+}
+
+
+def make_pipeline(family: str, seed: int = 0, discriminator: bool = True, **overrides) -> VEEGAN:
+    """A randomly initialized pipeline of one family; `overrides` go to every network."""
+    torch.manual_seed(seed)
+    kwargs = {**FAMILIES[family], **overrides}
+    return VEEGAN(
+        generator=VEEGANGenerator(**kwargs),
+        reconstructor=VEEGANReconstructor(**kwargs),
+        discriminator=VEEGANDiscriminator(**kwargs) if discriminator else None,
+    )
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request) -> str:
+    return request.param

@@ -1,0 +1,80 @@
+"""The networks: shapes for every family and size, config validation, joint/packed discriminators."""
+
+import pytest
+import torch
+
+from tests.conftest import FAMILIES
+from veegan_hf import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+
+
+def test_shapes_every_family(family):
+    kwargs = FAMILIES[family]
+    g, f, d = VEEGANGenerator(**kwargs), VEEGANReconstructor(**kwargs), VEEGANDiscriminator(**kwargs)
+    latents = torch.randn(3, kwargs["latent_dim"])
+    samples = g(latents)
+    assert samples.shape == (3, *g.sample_shape)
+    assert f(samples).shape == (3, kwargs["latent_dim"])
+    assert d(samples, latents).shape == (3,)
+    if kwargs["architecture"] == "dcgan":
+        assert samples.abs().max() <= 1.0  # tanh output
+
+
+def test_default_widths_are_sound_for_each_image_size():
+    sizes = {}
+    for size in (28, 32, 64):
+        g = VEEGANGenerator(architecture="dcgan", latent_dim=100, image_size=size, num_channels=3)
+        sizes[size] = sum(p.numel() for p in g.parameters())
+    # more resolution -> one more stage; every default stays a few million parameters, trainable on one GPU
+    assert sizes[28] < sizes[64] and all(2e5 < n < 2e7 for n in sizes.values())
+
+
+def test_extra_noise_input_changes_samples_but_not_shape():
+    g = VEEGANGenerator(architecture="mlp", latent_dim=4, data_dim=2, extra_noise_dim=1)
+    z = torch.randn(5, 4)
+    a, b = g(z, torch.zeros(5, 1)), g(z, torch.ones(5, 1))
+    assert a.shape == (5, 2) and not torch.allclose(a, b)
+    assert g(z).shape == (5, 2)  # drawn when omitted
+
+
+def test_gaussian_and_deterministic_reconstructor():
+    x = torch.randn(6, 2)
+    gaussian = VEEGANReconstructor(latent_dim=4, noise_std=1.0)
+    deterministic = VEEGANReconstructor(latent_dim=4, noise_std=0.0)
+    assert not torch.equal(gaussian.sample_latents(x), gaussian(x))
+    assert torch.equal(deterministic.sample_latents(x), deterministic(x))
+
+
+def test_discriminator_x_only_and_packed():
+    d = VEEGANDiscriminator(latent_dim=0, data_dim=2)
+    assert d(torch.randn(4, 2)).shape == (4,)
+    packed = VEEGANDiscriminator(latent_dim=3, data_dim=2, pack_size=4)
+    assert packed(torch.randn(5, 8), torch.randn(5, 12)).shape == (5,)
+    with pytest.raises(ValueError, match="pass latents"):
+        VEEGANDiscriminator(latent_dim=3)(torch.randn(4, 2))
+
+
+def test_discriminator_paths_are_joint():
+    d = VEEGANDiscriminator(latent_dim=3, data_dim=2)
+    x = torch.randn(4, 2)
+    assert not torch.allclose(d(x, torch.zeros(4, 3)), d(x, torch.ones(4, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(architecture="resnet"), "architecture='resnet'"),
+        (dict(latent_dim=0), "latent_dim=0"),
+        (dict(architecture="mlp", data_dim=None), "data_dim=None"),
+        (dict(architecture="dcgan", image_size=48, num_channels=3), "image_size in"),
+        (dict(architecture="dcgan", image_size=32, num_channels=4), "num_channels 1 or 3"),
+        (dict(activation="gelu"), "activation='gelu'"),
+    ],
+)
+def test_invalid_config_names_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VEEGANGenerator(**kwargs)
+
+
+def test_negative_noise_std_rejected():
+    with pytest.raises(ValueError, match="noise_std=-1"):
+        VEEGANReconstructor(noise_std=-1.0)

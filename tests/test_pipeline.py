@@ -1,0 +1,239 @@
+"""The VEEGAN pipeline: round trips, determinism, dtypes, inputs, inversion, interpolation."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from tests.conftest import make_pipeline
+from veegan_hf import VEEGAN, VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+
+
+def _seeded(pipe: VEEGAN, **kwargs) -> torch.Tensor:
+    return pipe(batch_size=4, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).samples
+
+
+def test_round_trip_is_bit_exact(family, tmp_path):
+    pipe = make_pipeline(family)
+    pipe.save_pretrained(tmp_path)
+    loaded = VEEGAN.from_pretrained(tmp_path)
+    for name in ("generator", "reconstructor", "discriminator"):
+        saved, back = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert saved.keys() == back.keys()
+        assert all(torch.equal(saved[k], back[k]) for k in saved), name
+        public = [{k: v for k, v in getattr(p, name).config.items() if not k.startswith("_")} for p in (pipe, loaded)]
+        assert public[0] == public[1]
+    assert torch.equal(_seeded(pipe), _seeded(loaded))
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "model_index.json",
+        "README.md",
+        "generator",
+        "reconstructor",
+        "discriminator",
+    }
+    assert (tmp_path / "generator" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_discriminator_is_optional(tmp_path):
+    pipe = make_pipeline("mlp-2d", discriminator=False)
+    pipe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["discriminator"] == [None, None]
+    loaded = VEEGAN.from_pretrained(tmp_path)
+    assert loaded.discriminator is None
+    assert torch.equal(_seeded(pipe), _seeded(loaded))
+    skipped = VEEGAN.from_pretrained(tmp_path, load_discriminator=False)
+    assert skipped.discriminator is None
+
+
+def test_seeded_calls_are_reproducible_and_seeds_differ(family):
+    pipe = make_pipeline(family)
+    assert torch.equal(_seeded(pipe), _seeded(pipe))
+    other = pipe(batch_size=4, generator=torch.Generator().manual_seed(1), output_type="pt").samples
+    assert not torch.equal(_seeded(pipe), other)
+
+
+def test_extra_noise_is_seeded_too():
+    pipe = VEEGAN(
+        generator=VEEGANGenerator(latent_dim=8, extra_noise_dim=1), reconstructor=VEEGANReconstructor(latent_dim=8)
+    )
+    assert torch.equal(_seeded(pipe), _seeded(pipe))
+
+
+def test_bf16_loading(tmp_path):
+    pipe = make_pipeline("dcgan-32-3")
+    pipe.save_pretrained(tmp_path)
+    loaded = VEEGAN.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.generator.dtype == torch.bfloat16 and loaded.reconstructor.dtype == torch.bfloat16
+    out = loaded(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="pt").samples
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 32, 32)
+    # bf16 keeps ~3 significant digits: the samples match float32 to bf16 precision
+    assert (out - _seeded(pipe)[:2]).abs().max() < 0.05
+    assert loaded.encode(out).dtype == torch.bfloat16
+
+
+def test_output_types_for_images():
+    pipe = make_pipeline("dcgan-28-1")
+    gen = torch.Generator().manual_seed(0)
+    pil = pipe(batch_size=2, generator=gen).images
+    assert isinstance(pil[0], PIL.Image.Image) and pil[0].size == (28, 28) and pil[0].mode == "L"
+    arr = pipe(batch_size=2, output_type="np").samples
+    assert arr.shape == (2, 28, 28, 1) and arr.min() >= 0 and arr.max() <= 1
+    pt = pipe(batch_size=2, output_type="pt").samples
+    assert pt.shape == (2, 1, 28, 28)
+    samples, latents = pipe(batch_size=2, return_dict=False)
+    assert len(samples) == 2 and latents.shape == (2, 8)
+
+
+def test_vector_models_default_to_tensors_and_reject_pil():
+    pipe = make_pipeline("mlp-2d")
+    out = pipe(batch_size=2500)
+    assert out.samples.shape == (2500, 2) and out.images is None
+    assert pipe(batch_size=3, output_type="np").samples.shape == (3, 2)
+    with pytest.raises(ValueError, match="output_type='pil' needs an image model"):
+        pipe(batch_size=3, output_type="pil")
+
+
+def test_latents_and_truncation():
+    pipe = make_pipeline("mlp-2d")
+    z = torch.randn(5, 8)
+    assert torch.equal(pipe(latents=z).samples, pipe(latents=z).samples)
+    out = pipe(batch_size=200, truncation=0.5, generator=torch.Generator().manual_seed(0))
+    assert out.latents.abs().max() <= 0.5
+    with pytest.raises(ValueError, match="truncation=-1"):
+        pipe(batch_size=2, truncation=-1)
+
+
+def test_encode_reconstruct_accept_pil_numpy_tensor():
+    pipe = make_pipeline("dcgan-32-3")
+    pt = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="pt").samples
+    arr = pt.permute(0, 2, 3, 1).numpy()
+    pil = [PIL.Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
+    z_pt, z_np, z_pil = pipe.encode(pt), pipe.encode(arr), pipe.encode(pil)
+    assert z_pt.shape == (2, 8)
+    assert torch.allclose(z_pt, z_np, atol=1e-5)
+    assert torch.allclose(z_pt, z_pil, atol=0.05)  # PIL quantizes to uint8
+    assert pipe.encode(pt[0]).shape == (1, 8)  # one (C, H, W) image
+    assert pipe.reconstruct(pt).shape == (2, 3, 32, 32)
+    assert len(pipe.reconstruct(pil, output_type="pil")) == 2
+
+
+def test_pil_inputs_are_converted_rgba_grayscale_and_resized():
+    pipe = make_pipeline("dcgan-32-3")
+    rgba = PIL.Image.new("RGBA", (100, 60), (255, 0, 0, 128))
+    gray = PIL.Image.new("L", (7, 9), 200)
+    assert pipe.encode([rgba]).shape == (1, 8)
+    assert pipe.encode(gray).shape == (1, 8)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (torch.rand(2, 4, 32, 32), "expected images of 3x32x32"),
+        (torch.rand(2, 3, 28, 28), "got 3x28x28"),
+        (torch.rand(2, 3, 32, 32) * 2 - 1, r"in \[0, 1\]"),
+        (torch.full((1, 3, 32, 32), float("nan")), r"in \[0, 1\]"),
+        (torch.rand(32, 32), r"\(N, C, H, W\)"),
+        (np.random.rand(2, 32, 32, 4), "expected images of 3x32x32"),
+        ("image.png", "expected PIL images, numpy arrays or tensors"),
+        ([], "empty"),
+    ],
+)
+def test_bad_image_inputs_raise_clear_errors(bad, message):
+    pipe = make_pipeline("dcgan-32-3")
+    with pytest.raises(ValueError, match=message):
+        pipe.encode(bad)
+
+
+def test_bad_vector_inputs():
+    pipe = make_pipeline("mlp-2d")
+    with pytest.raises(ValueError, match=r"shape \(batch, 2\)"):
+        pipe.encode(torch.randn(4, 3))
+    assert pipe.encode(np.zeros((4, 2), dtype=np.float32)).shape == (4, 8)
+
+
+def test_invert_improves_on_encode_and_leaves_generator_untouched():
+    pipe = make_pipeline("dcgan-28-1")
+    target = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), output_type="pt").samples
+    before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
+
+    def mse(z):
+        return ((pipe(latents=z, output_type="pt").samples - target) ** 2).mean().item()
+
+    z0 = pipe.encode(target)
+    z = pipe.invert(target, num_steps=30)
+    assert z.shape == (3, 8)
+    assert mse(z) < mse(z0)
+    assert all(p.grad is None for p in pipe.generator.parameters())
+    assert all(torch.equal(before[k], v) for k, v in pipe.generator.state_dict().items())
+    assert torch.equal(pipe.invert(target, num_steps=0), z0)
+
+
+def test_invert_from_given_latents_and_errors():
+    pipe = make_pipeline("mlp-2d")
+    x = torch.randn(4, 2)
+    assert pipe.invert(x, num_steps=3, latents=torch.zeros(4, 8)).shape == (4, 8)
+    with pytest.raises(ValueError, match="num_steps=-1"):
+        pipe.invert(x, num_steps=-1)
+    with pytest.raises(ValueError, match="latents has 2 rows for 4 samples"):
+        pipe.invert(x, latents=torch.zeros(2, 8))
+
+
+def test_interpolate_hits_both_ends():
+    pipe = make_pipeline("dcgan-28-1")
+    z0, z1 = torch.randn(8), torch.randn(1, 8)
+    for method in ("slerp", "linear"):
+        out = pipe.interpolate(z0, z1, num_steps=6, method=method, output_type="pt")
+        assert out.samples.shape == (6, 1, 28, 28)
+        assert torch.allclose(out.latents[0], z0, atol=1e-5) and torch.allclose(out.latents[-1], z1[0], atol=1e-5)
+        ends = pipe(latents=torch.stack([z0, z1[0]]), output_type="pt").samples
+        assert torch.allclose(out.samples[[0, -1]], ends, atol=1e-5)
+    assert len(pipe.interpolate(z0, z1).images) == 8
+    with pytest.raises(ValueError, match="num_steps=1"):
+        pipe.interpolate(z0, z1, num_steps=1)
+    with pytest.raises(ValueError, match="method='cubic'"):
+        pipe.interpolate(z0, z1, method="cubic")
+
+
+def test_pipeline_call_restores_training_mode():
+    pipe = make_pipeline("dcgan-28-1")
+    pipe.generator.train()
+    pipe(batch_size=2)
+    assert pipe.generator.training  # a trainer's module is handed back as it was
+
+
+def test_mismatched_networks_rejected():
+    with pytest.raises(ValueError, match="must agree"):
+        VEEGAN(generator=VEEGANGenerator(latent_dim=4), reconstructor=VEEGANReconstructor(latent_dim=5))
+
+
+def test_design_md_snippet_runs_as_written(tmp_path, monkeypatch):
+    """The Public API block of DESIGN.md, with the Hub id served from a local cache and the push replaced."""
+    import veegan_hf.pipeline_veegan as pipeline_module
+    from tests.test_hub import fill_hub_cache
+
+    g = VEEGANGenerator(architecture="mlp", latent_dim=16, data_dim=2)
+    g = VEEGANGenerator(architecture="dcgan", latent_dim=100, image_size=64, num_channels=3)
+    f = VEEGANReconstructor(architecture="dcgan", latent_dim=100, image_size=64, num_channels=3)
+    d = VEEGANDiscriminator(architecture="dcgan", latent_dim=100, image_size=64, num_channels=3)
+    pipe = VEEGAN(generator=g, reconstructor=f, discriminator=d)
+    pipe.save_pretrained(tmp_path / "out")
+    fill_hub_cache(tmp_path / "out", tmp_path / "cache", "org/veegan-celeba", monkeypatch)
+    pipe = VEEGAN.from_pretrained("org/veegan-celeba")
+    uploads = []
+    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kw: type("R", (), {"repo_id": repo_id}))
+    monkeypatch.setattr(pipeline_module, "upload_folder", lambda **kw: uploads.append(kw) or "commit")
+    pipe.push_to_hub("org/veegan-celeba")
+    assert uploads and uploads[0]["repo_id"] == "org/veegan-celeba"
+
+    out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), output_type="pil")
+    images = out.images
+    assert len(images) == 16
+    out = pipe(batch_size=2500, output_type="pt")
+    assert out.samples.shape == (2500, 3, 64, 64)
+    z = pipe.encode(images)
+    x_hat = pipe.reconstruct(images)
+    z = pipe.invert(images, num_steps=2)
+    frames = pipe.interpolate(z[0], z[1], num_steps=8)
+    assert z.shape == (16, 100) and x_hat.shape == (16, 3, 64, 64) and len(frames.images) == 8
