@@ -1,5 +1,6 @@
-r"""VEEGAN's objective (Algorithm 1 of Srivastava et al., 2017) as pure tensor functions: logits and latents in, scalar
-losses out. Which network produced which tensor, and what is detached, is decided by `objectives.py`.
+r"""VEEGAN's objective (Algorithm 1 of Srivastava et al., 2017) and the baselines' as pure tensor functions: logits and
+latents in, scalar losses out. Which network produced which tensor, and what is detached, is decided by
+`objectives.py`.
 
 Paper symbol -> code name:
 
@@ -91,3 +92,33 @@ def generator_loss(
     """
     # D(z, G(z)) + lambda * ||z - F(G(z))||^2
     return adversarial_generator_loss(fake_logits, form) + reconstruction_weight * reconstruction
+
+
+def ali_encoder_generator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    ALI / BiGAN (Dumoulin et al., 2017; Donahue et al., 2017): G and the encoder F both fool the joint D, with no
+    reconstruction term. Non-saturating form in this module's sign convention (D large on generated pairs).
+
+    Args:
+        fake_logits (`torch.Tensor` of shape `(batch,)`): D(z, G(z)), D's weights held fixed.
+        real_logits (`torch.Tensor` of shape `(batch,)`): D(F(x) + noise, x), D's weights held fixed.
+    """
+    # -log(1 - sigmoid(D(z, G(z)))) - log sigmoid(D(F(x) + eps, x))
+    return nnf.softplus(fake_logits).mean() + nnf.softplus(-real_logits).mean()
+
+
+def pack(samples: torch.Tensor, pack_size: int) -> torch.Tensor:
+    r"""
+    PacGAN (Lin et al., 2018): groups `pack_size` consecutive samples into one discriminator input, concatenated along
+    features (vectors) or channels (images). D judging m samples jointly sees the lack of diversity of a collapsed G.
+
+    Args:
+        samples (`torch.Tensor` of shape `(batch, *sample_shape)`): `batch` must be a multiple of `pack_size`.
+
+    Returns:
+        `torch.Tensor` of shape `(batch // pack_size, pack_size * sample_shape[0], *sample_shape[1:])`.
+    """
+    batch = samples.shape[0]
+    if batch % pack_size:
+        raise ValueError(f"batch size {batch} is not a multiple of pack_size={pack_size}.")
+    return samples.reshape(batch // pack_size, pack_size * samples.shape[1], *samples.shape[2:])

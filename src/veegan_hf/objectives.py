@@ -1,5 +1,14 @@
 """One training step's forward passes for each objective: which network sees what, in which order, with which detaches.
 
+Objectives (`OBJECTIVES`), all on the same three networks so that only the objective differs:
+- `veegan`: Algorithm 1 of the paper (joint D, reconstruction of the noise).
+- `gan`: non-saturating GAN, D on x only.
+- `ali`: ALI / BiGAN, joint D, G and F trained adversarially, no reconstruction.
+- `unrolled`: Unrolled GAN (Metz et al., 2017): G's loss looks k differentiable SGD steps of D ahead.
+- `pacgan`: PacGAN (Lin et al., 2018): D on x only, judging `pack_size` samples at once.
+The GAN-family baselines (gan, unrolled, pacgan) have no reconstructor in their objective; F is still fitted to
+invert G, on *detached* samples, so that it never influences G but inversion metrics can be compared.
+
 Each function returns `StepLosses` whose terms reach *exactly* the networks that the objective updates with them, so
 the training loop can backpropagate `losses.total` once and step every optimizer: the simultaneous update of
 Algorithm 1, line 13, with all gradients taken at the same parameters.
@@ -18,31 +27,43 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .losses import discriminator_loss, generator_loss, reconstruction_loss
+from .losses import (
+    adversarial_generator_loss,
+    ali_encoder_generator_loss,
+    discriminator_loss,
+    generator_loss,
+    pack,
+    reconstruction_loss,
+)
+
+OBJECTIVES = ("veegan", "gan", "ali", "unrolled", "pacgan")
 
 
 @dataclass
 class StepLosses:
-    """The differentiable terms of one step.
+    """The differentiable terms of one step; each reaches exactly the networks named.
 
     Attributes:
         discriminator (`torch.Tensor`): reaches the discriminator only.
-        generator (`torch.Tensor`): reaches the generator and the reconstructor (through the reconstruction term).
-        reconstruction (`torch.Tensor`): ||z - F(G(z))||^2 (zero for objectives without it); for logging.
-        real_logits (`torch.Tensor` of shape `(batch,)`): D on data pairs; for logging.
-        fake_logits (`torch.Tensor` of shape `(batch,)`): D on generated pairs; for logging.
+        generator (`torch.Tensor`): reaches the generator, and for `veegan` and `ali` the reconstructor too.
+        encoder (`torch.Tensor`): reaches the reconstructor only (GAN-family baselines fit F on detached samples);
+            zero for `veegan` and `ali`.
+        reconstruction (`torch.Tensor`): ||z - F(G(z))||^2, for logging (inside `generator` for `veegan`).
+        real_logits (`torch.Tensor`): D on data, for logging.
+        fake_logits (`torch.Tensor`): D on generated samples, for logging.
     """
 
     discriminator: torch.Tensor
     generator: torch.Tensor
+    encoder: torch.Tensor
     reconstruction: torch.Tensor
     real_logits: torch.Tensor
     fake_logits: torch.Tensor
 
     @property
     def total(self) -> torch.Tensor:
-        """The one scalar to backpropagate: its gradient on each network is that network's Algorithm 1 gradient."""
-        return self.discriminator + self.generator
+        """The one scalar to backpropagate: its gradient on each network is that network's own gradient."""
+        return self.discriminator + self.generator + self.encoder
 
     def logs(self) -> dict[str, torch.Tensor]:
         """Detached scalars under namespaced keys; call `.item()` on them only at logging intervals."""
@@ -59,6 +80,11 @@ def _frozen_forward(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     """`module(*args)` with its parameters detached: gradients flow to the inputs, never to the weights."""
     params = {name: p.detach() for name, p in module.named_parameters()}
     return functional_call(module, params, args)
+
+
+def _noisy(means: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """z_g ~ N(F(x), noise_std^2 I), reparameterized."""
+    return means + noise_std * torch.randn_like(means) if noise_std > 0 else means
 
 
 def veegan_losses(
@@ -95,9 +121,7 @@ def veegan_losses(
     real_means, reconstructed_latents = both_latents[:batch], both_latents[batch:]
     # z_g ~ N(F(x), noise_std^2 I); detached because line 7 updates omega only. The noise is what keeps D from telling
     # data pairs by z alone (F(x) lies on a data_dim-dimensional manifold inside latent space).
-    real_latents = real_means.detach()
-    if noise_std > 0:
-        real_latents = real_latents + noise_std * torch.randn_like(real_latents)
+    real_latents = _noisy(real_means.detach(), noise_std)
 
     logits = discriminator(
         torch.cat([fake_samples.detach(), real_samples]), torch.cat([latents, real_latents])
@@ -109,4 +133,124 @@ def veegan_losses(
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
     # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
     g_loss = generator_loss(fake_logits, reconstruction, reconstruction_weight, adversarial_loss)
-    return StepLosses(d_loss, g_loss, reconstruction, real_logits=logits[batch:], fake_logits=logits[:batch])
+    zero = d_loss.new_zeros(())
+    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[batch:], fake_logits=logits[:batch])
+
+
+def ali_losses(
+    generator: nn.Module,
+    reconstructor: nn.Module,
+    discriminator: nn.Module,
+    real_samples: torch.Tensor,
+    latents: torch.Tensor,
+    *,
+    noise_std: float,
+    discriminator_module: nn.Module | None = None,
+) -> StepLosses:
+    """ALI / BiGAN: VEEGAN's joint D and pairs, but G and F are both trained adversarially and nothing is reconstructed."""
+    batch = real_samples.shape[0]
+    fake_samples = generator(latents)  # (batch, *sample_shape)
+    real_latents = _noisy(reconstructor(real_samples), noise_std)  # (batch, latent_dim), trains theta through D
+    logits = discriminator(
+        torch.cat([fake_samples.detach(), real_samples]), torch.cat([latents, real_latents.detach()])
+    )  # (2 * batch,)
+    d_loss = discriminator_loss(logits[:batch], logits[batch:])
+    frozen = _frozen_forward(
+        discriminator_module or discriminator,
+        torch.cat([fake_samples, real_samples]),
+        torch.cat([latents, real_latents]),
+    )
+    g_loss = ali_encoder_generator_loss(frozen[:batch], frozen[batch:])
+    with torch.no_grad():  # logged only: how well F happens to invert G
+        reconstruction = reconstruction_loss(latents, reconstructor(fake_samples))
+    zero = d_loss.new_zeros(())
+    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[batch:], fake_logits=logits[:batch])
+
+
+def gan_losses(
+    generator: nn.Module,
+    reconstructor: nn.Module,
+    discriminator: nn.Module,
+    real_samples: torch.Tensor,
+    latents: torch.Tensor,
+    *,
+    pack_size: int = 1,
+    unrolled_steps: int = 0,
+    unrolled_learning_rate: float = 1e-3,
+    discriminator_module: nn.Module | None = None,
+) -> StepLosses:
+    r"""
+    The GAN family on x alone: plain non-saturating GAN, PacGAN (`pack_size > 1`) and Unrolled GAN (`unrolled_steps`).
+
+    Args:
+        generator, reconstructor, discriminator, real_samples, latents: as in `veegan_losses`; D has `latent_dim=0`.
+        pack_size (`int`, *optional*, defaults to 1): PacGAN's m; D has `pack_size=m`.
+        unrolled_steps (`int`, *optional*, defaults to 0): Unrolled GAN's k; G is trained against D after k
+            differentiable SGD steps of D's loss (with gradients through the unrolling, as Metz et al.).
+        unrolled_learning_rate (`float`, *optional*, defaults to 1e-3): the step size of the unrolled updates.
+        discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator.
+    """
+    d_module = discriminator_module or discriminator
+    fake_samples = generator(latents)  # (batch, *sample_shape)
+    fake_packed, real_packed = pack(fake_samples, pack_size), pack(real_samples, pack_size)
+    num = fake_packed.shape[0]
+    logits = discriminator(torch.cat([fake_packed.detach(), real_packed]))  # (2 * batch / pack_size,)
+    d_loss = discriminator_loss(logits[:num], logits[num:])
+
+    if unrolled_steps > 0:
+        # theta_D^{k}: k SGD steps on D's loss from the current weights, differentiable in G's samples
+        params = {name: p.detach().requires_grad_(True) for name, p in d_module.named_parameters()}
+        for _ in range(unrolled_steps):
+            unrolled_logits = functional_call(d_module, params, (torch.cat([fake_packed, real_packed]),))
+            step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:])
+            grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
+            params = {name: p - unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
+        fake_logits = functional_call(d_module, params, (fake_packed,))
+    else:
+        fake_logits = _frozen_forward(d_module, fake_packed)
+    # -log(1 - sigmoid(D(G(z)))): non-saturating, in this module's sign convention
+    g_loss = adversarial_generator_loss(fake_logits, "non_saturating")
+    # F learns to invert G on detached samples: it never influences G
+    reconstruction = reconstruction_loss(latents, reconstructor(fake_samples.detach()))
+    return StepLosses(d_loss, g_loss, reconstruction, reconstruction.detach(), logits[num:], logits[:num])
+
+
+def compute_losses(
+    objective: str,
+    generator: nn.Module,
+    reconstructor: nn.Module,
+    discriminator: nn.Module,
+    real_samples: torch.Tensor,
+    latents: torch.Tensor,
+    *,
+    noise_std: float = 1.0,
+    reconstruction_weight: float = 1.0,
+    adversarial_loss: str = "paper",
+    pack_size: int = 2,
+    unrolled_steps: int = 5,
+    unrolled_learning_rate: float = 1e-3,
+    discriminator_module: nn.Module | None = None,
+) -> StepLosses:
+    r"""
+    One step's losses for `objective` (one of `OBJECTIVES`); the options that do not apply to it are ignored.
+    """
+    networks = (generator, reconstructor, discriminator, real_samples, latents)
+    if objective == "veegan":
+        return veegan_losses(
+            *networks,
+            noise_std=noise_std,
+            reconstruction_weight=reconstruction_weight,
+            adversarial_loss=adversarial_loss,
+            discriminator_module=discriminator_module,
+        )
+    if objective == "ali":
+        return ali_losses(*networks, noise_std=noise_std, discriminator_module=discriminator_module)
+    if objective in ("gan", "pacgan", "unrolled"):
+        return gan_losses(
+            *networks,
+            pack_size=pack_size if objective == "pacgan" else 1,
+            unrolled_steps=unrolled_steps if objective == "unrolled" else 0,
+            unrolled_learning_rate=unrolled_learning_rate,
+            discriminator_module=discriminator_module,
+        )
+    raise ValueError(f"objective={objective!r} is not supported; use one of {OBJECTIVES}.")

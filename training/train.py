@@ -1,0 +1,841 @@
+"""Train VEEGAN with Accelerate: `accelerate launch training/train.py [--config training/configs/NAME.yaml] [--flag v]`.
+
+TrainingConfig -> data -> networks -> one `accelerator.prepare` -> the loop -> `save_pretrained` / `push_to_hub`.
+Runs unchanged on one CPU, several CPU processes (gloo), many GPUs and several machines: every rank runs the same
+steps; only I/O and logging are rank-0 only.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import types
+import typing
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from veegan_hf import VEEGAN, VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+from veegan_hf.data import MIXTURE_NAMES, ImageTransform, get_mixture, mnist_pixel_values, mnist_split
+from veegan_hf.evaluation import NUM_EVAL_SAMPLES, draw_samples, evaluate
+from veegan_hf.objectives import OBJECTIVES, StepLosses, compute_losses
+
+logger = logging.getLogger("veegan_hf.train")
+BUILTIN_DATASETS = (*MIXTURE_NAMES, "mnist", "stacked_mnist")
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class ConfigError(ValueError):
+    """A bad option: reported as one line naming the value and the way out, before any training starts."""
+
+
+@dataclass
+class TrainingConfig:
+    """Every command-line flag is a field; `--config NAME.yaml` presets any of them and flags override the preset."""
+
+    # data
+    dataset_name: str = "ring"  # a built-in name, a Hub id, or a local imagefolder / parquet / save_to_disk path
+    dataset_config_name: str | None = None  # the Hub dataset's configuration, if it has several
+    train_data_dir: str | None = None  # a local imagefolder (alternative to dataset_name)
+    image_column: str | None = None  # detected when omitted
+    resolution: int | None = None  # image side; None: 28 for the digit data, 64 for Hub/local image data
+    num_channels: int | None = None  # 1 or 3; None: 1 for mnist, 3 otherwise
+    center_crop: bool = True  # crop the square from the middle (False: a random square)
+    random_flip: bool = False  # horizontal flips; off by default because digits are not symmetric
+    dataloader_num_workers: int = 0  # image decoding workers; 0 keeps CI single-process
+    cache_dir: str | None = None  # where `datasets` caches Hub downloads
+
+    # networks (shared by every objective so that only the objective differs)
+    architecture: str | None = None  # None: "mlp" for vector data, "dcgan" for images
+    latent_dim: int = 16  # small codes are easy for F to recover; the notebook's 254 needs far more steps
+    hidden_dim: int = 128  # G and F width, the notebook's
+    num_hidden_layers: int = 2  # G and F depth, the notebook's
+    discriminator_hidden_dim: int = 128  # D width
+    discriminator_num_hidden_layers: int = 1  # D's joint head depth, the notebook's
+    base_channels: int = 64  # DCGAN width at the finest stage
+    extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
+    reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
+    activation: str = "relu"  # G and F hidden activation
+
+    # objective
+    objective: str = "veegan"  # veegan | gan | ali | unrolled | pacgan: the baselines share the networks
+    adversarial_loss: str = "paper"  # "paper" (raw logit, Algorithm 1) or "non_saturating"
+    reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
+    pack_size: int = 2  # PacGAN's m
+    unrolled_steps: int = 5  # Unrolled GAN's k
+
+    # optimization
+    train_batch_size: int = 500  # per process; the notebook's 500
+    max_train_steps: int = 2000  # optimizer steps
+    learning_rate: float = 1e-3  # G and F, the notebook's
+    discriminator_learning_rate: float | None = None  # None: same as learning_rate
+    adam_beta1: float = 0.5  # the notebook's; 0.5 damps GAN oscillations
+    adam_beta2: float = 0.999
+    lr_scheduler: str = "constant"  # constant | cosine | linear: decay to 0 over the run
+    lr_warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"  # no | fp16 | bf16; fp16 is a no-op on CPU (warned)
+    use_ema: bool = True  # an EMA generator is used for samples, evaluation and export
+    ema_decay: float = 0.999
+    compile: bool = False  # torch.compile the three networks
+    seed: int = 0
+
+    # checkpoints, logging, evaluation
+    output_dir: str = "veegan-output"
+    checkpointing_steps: int | None = None  # save every N steps (None: only at the end)
+    checkpoints_total_limit: int | None = 2  # keep the newest N checkpoints
+    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
+    report_to: str = "tensorboard"  # tensorboard | wandb | none
+    logging_steps: int = 50  # losses are read back from the device only this often
+    validation_steps: int | None = 500  # samples, plot and metrics every N steps (None: only at the end)
+    num_validation_samples: int | None = None  # None: the paper's count for built-in data, 64 images otherwise
+    eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json
+
+    # hub
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None
+
+    extra: dict = field(default_factory=dict, repr=False)  # not a flag: derived values written for the record
+
+
+# ----------------------------------------------------------------------------------------------------------- config
+
+_CHOICES = {
+    "architecture": (None, "mlp", "dcgan"),
+    "objective": OBJECTIVES,
+    "adversarial_loss": ("paper", "non_saturating"),
+    "lr_scheduler": ("constant", "cosine", "linear"),
+    "mixed_precision": ("no", "fp16", "bf16"),
+    "report_to": ("tensorboard", "wandb", "none"),
+    "num_channels": (None, 1, 3),
+}
+_POSITIVE = (
+    "latent_dim",
+    "hidden_dim",
+    "discriminator_hidden_dim",
+    "base_channels",
+    "train_batch_size",
+    "max_train_steps",
+    "learning_rate",
+    "gradient_accumulation_steps",
+    "logging_steps",
+    "pack_size",
+    "unrolled_steps",
+    "discriminator_num_hidden_layers",
+)
+_NON_NEGATIVE = (
+    "num_hidden_layers",
+    "extra_noise_dim",
+    "reconstructor_noise_std",
+    "reconstruction_weight",
+    "lr_warmup_steps",
+    "dataloader_num_workers",
+)
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "extra"}
+
+
+def _base_type(annotation) -> type:
+    """`int | None` -> int."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _coerce(name: str, value, source: str):
+    """Casts a preset or flag value to the field's type, with an error naming the field and the source."""
+    kind = _base_type(TrainingConfig.__annotations__[name])
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and kind is not str):
+        return None
+    try:
+        if kind is bool:
+            text = str(value).lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text in ("true", "1", "yes")
+        if kind is int:
+            number = float(value)  # accepts "1e4" and 10000.0, rejects 2.5
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name}={value!r} is not a valid {kind.__name__}.") from None
+
+
+def validate(config: TrainingConfig) -> None:
+    """Rejects bad values before anything is loaded or trained."""
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ConfigError(f"--{name} {getattr(config, name)!r} is not supported; choose from {choices}.")
+    for name in _POSITIVE:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name} {getattr(config, name)} must be > 0.")
+    for name in _NON_NEGATIVE:
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name} {getattr(config, name)} must be >= 0.")
+    for name in (
+        "checkpointing_steps",
+        "checkpoints_total_limit",
+        "validation_steps",
+        "num_validation_samples",
+        "resolution",
+        "discriminator_learning_rate",
+    ):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} {value} must be > 0 (or omitted).")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"--ema_decay {config.ema_decay} must be in [0, 1), e.g. 0.999.")
+    if not 0 <= config.adam_beta1 < 1 or not 0 <= config.adam_beta2 < 1:
+        raise ConfigError(f"--adam_beta1/--adam_beta2 ({config.adam_beta1}, {config.adam_beta2}) must be in [0, 1).")
+    if config.push_to_hub and not config.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
+    if config.dataset_name in MIXTURE_NAMES and config.architecture == "dcgan":
+        raise ConfigError(f"--dataset_name {config.dataset_name} is vector data: use --architecture mlp.")
+
+
+def parse_config(argv: list[str] | None = None) -> TrainingConfig:
+    """Defaults <- the `--config` preset <- command-line flags."""
+    parser = argparse.ArgumentParser(
+        description="Train VEEGAN with Accelerate.", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--config", help="a YAML preset, e.g. training/configs/grid.yaml", default=None)
+    for name, f in _fields().items():
+        kind = _base_type(f.type if not isinstance(f.type, str) else TrainingConfig.__annotations__[name])
+        if kind is bool:
+            parser.add_argument(
+                f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=f"(default: {f.default})"
+            )
+        else:
+            parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
+    args = parser.parse_args(argv)
+
+    values: dict = {}
+    if args.config:
+        values.update(load_preset(args.config))
+    for name in _fields():
+        given = getattr(args, name)
+        if given is not None:
+            values[name] = _coerce(name, given, "command line")
+    config = TrainingConfig(**values)
+    validate(config)
+    return config
+
+
+def load_preset(path: str | Path) -> dict:
+    """Reads a YAML preset; a name without a path means `training/configs/NAME.yaml`."""
+    import yaml
+
+    path = Path(path)
+    if not path.suffix and not path.exists():
+        path = Path(__file__).parent / "configs" / f"{path}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
+        raise ConfigError(f"--config {path} does not exist; presets: {available}.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {path} must be a mapping of option: value.")
+    unknown = sorted(set(raw) - set(_fields()))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown options {unknown}; see `train.py --help` for the valid ones.")
+    return {k: _coerce(k, v, str(path)) for k, v in raw.items()}
+
+
+# ------------------------------------------------------------------------------------------------------------- data
+
+
+class BatchSource:
+    """Yields `(batch, *sample_shape)` tensors on the training device, forever. Subclasses decide where they come from.
+
+    Built-in data is generated or gathered on the device in whole batches (no per-item Python work), from each rank's
+    own random stream or shard; Hub/local image data goes through a DataLoader that Accelerate shards.
+    """
+
+    sample_shape: tuple[int, ...]
+    dataloader: torch.utils.data.DataLoader | None = None
+
+    def batches(self, device: torch.device, start_step: int) -> Iterator[torch.Tensor]:
+        raise NotImplementedError
+
+
+class MixtureSource(BatchSource):
+    """Fresh mixture samples each step from the global RNG (seeded per rank, and saved in checkpoints)."""
+
+    def __init__(self, name: str, batch_size: int):
+        self.mixture, self.batch_size = get_mixture(name), batch_size
+        self.sample_shape = (self.mixture.data_dim,)
+
+    def batches(self, device, start_step):
+        while True:
+            yield self.mixture.sample(self.batch_size, device=device)  # (batch, data_dim), drawn on the device
+
+
+class DigitSource(BatchSource):
+    """MNIST digits (`mnist`) or freshly stacked triples (`stacked_mnist`) from this rank's shard of the digit pool."""
+
+    def __init__(self, name: str, batch_size: int, resolution: int, rank: int, world_size: int):
+        images, labels = mnist_split("train")
+        # disjoint shards: rank r owns digits r, r + world_size, ...
+        self.images, self.labels = images[rank::world_size], labels[rank::world_size]
+        self.stacked, self.batch_size, self.resolution = name == "stacked_mnist", batch_size, resolution
+        self.sample_shape = (3 if self.stacked else 1, resolution, resolution)
+
+    def batches(self, device, start_step):
+        pool = mnist_pixel_values(self.images, self.resolution).to(device)  # (N, 1, H, W) in [-1, 1]
+        channels = 3 if self.stacked else 1
+        while True:
+            index = torch.randint(pool.shape[0], (self.batch_size, channels), device=device)
+            yield pool[index, 0]  # (batch, channels, H, W): one independent digit per channel
+
+
+class DataLoaderSource(BatchSource):
+    """A Hugging Face dataset of images (Hub id, imagefolder, parquet or save_to_disk)."""
+
+    def __init__(self, config: TrainingConfig):
+        import datasets
+
+        dataset = load_image_dataset(config)
+        from veegan_hf.data import find_image_column
+
+        column = find_image_column(dataset.column_names, dataset.features, config.image_column)
+        if len(dataset) == 0:
+            raise ConfigError(f"dataset {config.dataset_name or config.train_data_dir!r} has no rows.")
+        transform = ImageTransform(config.resolution, config.num_channels, config.center_crop, config.random_flip)
+        if not isinstance(dataset.features.get(column), datasets.Image):
+            dataset = dataset.cast_column(column, datasets.Image())
+
+        def to_pixels(examples: dict) -> dict:
+            return {"pixel_values": [transform(image) for image in examples[column]]}
+
+        dataset = dataset.with_transform(to_pixels, columns=[column])
+        if len(dataset) < config.train_batch_size:
+            raise ConfigError(
+                f"dataset has {len(dataset)} images, fewer than --train_batch_size {config.train_batch_size}."
+            )
+        self.dataloader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.train_batch_size,
+            shuffle=True,
+            drop_last=True,  # equal batches on every rank keep DDP in step
+            num_workers=config.dataloader_num_workers,
+            collate_fn=lambda rows: torch.stack([r["pixel_values"] for r in rows]),
+            persistent_workers=config.dataloader_num_workers > 0,
+        )
+        self.sample_shape = (config.num_channels, config.resolution, config.resolution)
+        self.accelerator = None  # set by train(): skipping batches on resume needs it
+
+    def batches(self, device, start_step):
+        epoch_length = len(self.dataloader)
+        epoch, skip = divmod(start_step, epoch_length)
+        while True:
+            if hasattr(self.dataloader, "set_epoch"):
+                self.dataloader.set_epoch(epoch)
+            loader = self.accelerator.skip_first_batches(self.dataloader, skip) if skip else self.dataloader
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+
+def load_image_dataset(config: TrainingConfig):
+    """Hub id, or a local imagefolder / parquet / save_to_disk folder -> a `datasets.Dataset` (the train split)."""
+    import datasets
+
+    name = config.train_data_dir or config.dataset_name
+    path = Path(name)
+    try:
+        if path.exists():
+            if (
+                (path / "dataset_info.json").is_file()
+                or (path / "state.json").is_file()
+                or (path / "dataset_dict.json").is_file()
+            ):
+                dataset = datasets.load_from_disk(str(path))
+            elif path.suffix == ".parquet" or any(path.rglob("*.parquet")):
+                files = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.parquet"))
+                dataset = datasets.load_dataset("parquet", data_files=files, cache_dir=config.cache_dir)
+            else:
+                dataset = datasets.load_dataset("imagefolder", data_dir=str(path), cache_dir=config.cache_dir)
+        else:
+            dataset = datasets.load_dataset(name, config.dataset_config_name, cache_dir=config.cache_dir)
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"--dataset_name {name!r}: no such local folder or file, and not found on the Hub ({err})."
+        ) from None
+    except Exception as err:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError ...)
+        raise ConfigError(
+            f"--dataset_name {name!r} could not be loaded: {type(err).__name__}: {err}. Built-in offline datasets: "
+            f"{BUILTIN_DATASETS}."
+        ) from None
+    if isinstance(dataset, datasets.DatasetDict):
+        split = "train" if "train" in dataset else next(iter(dataset))
+        dataset = dataset[split]
+    return dataset
+
+
+def resolve_data_options(config: TrainingConfig) -> None:
+    """Fills the data-dependent defaults (architecture, resolution, channels) in place."""
+    name = config.dataset_name
+    if name in MIXTURE_NAMES:
+        config.architecture = config.architecture or "mlp"
+        config.extra["data_dim"] = get_mixture(name).data_dim
+        return
+    config.architecture = config.architecture or "dcgan"
+    if config.architecture == "mlp":
+        raise ConfigError(f"--dataset_name {name!r} holds images: use --architecture dcgan (or omit it).")
+    digits = name in ("mnist", "stacked_mnist") and not config.train_data_dir
+    config.resolution = config.resolution or (28 if digits else 64)
+    config.num_channels = config.num_channels or (1 if name == "mnist" else 3)
+    if digits and config.resolution not in (28, 32):
+        raise ConfigError(f"--resolution {config.resolution}: the digit datasets come at 28 or 32.")
+    if (name == "stacked_mnist" and config.num_channels != 3) or (name == "mnist" and config.num_channels != 1):
+        raise ConfigError(f"--num_channels {config.num_channels} does not fit {name}.")
+    if config.resolution not in (28, 32, 64):
+        raise ConfigError(f"--resolution {config.resolution}: the DCGAN networks support 28, 32 or 64.")
+
+
+def build_source(config: TrainingConfig, rank: int, world_size: int) -> BatchSource:
+    if config.dataset_name in MIXTURE_NAMES:
+        return MixtureSource(config.dataset_name, config.train_batch_size)
+    if config.dataset_name in ("mnist", "stacked_mnist") and not config.train_data_dir:
+        return DigitSource(config.dataset_name, config.train_batch_size, config.resolution, rank, world_size)
+    return DataLoaderSource(config)
+
+
+# --------------------------------------------------------------------------------------------------------- networks
+
+
+def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANReconstructor, VEEGANDiscriminator]:
+    shape = dict(
+        architecture=config.architecture,
+        latent_dim=config.latent_dim,
+        data_dim=config.extra.get("data_dim"),
+        image_size=config.resolution,
+        num_channels=config.num_channels,
+        base_channels=config.base_channels,
+    )
+    generator = VEEGANGenerator(
+        **shape,
+        hidden_dim=config.hidden_dim,
+        num_hidden_layers=config.num_hidden_layers,
+        extra_noise_dim=config.extra_noise_dim,
+        activation=config.activation,
+    )
+    reconstructor = VEEGANReconstructor(
+        **shape,
+        hidden_dim=config.hidden_dim,
+        num_hidden_layers=config.num_hidden_layers,
+        noise_std=config.reconstructor_noise_std,
+        activation=config.activation,
+    )
+    # GAN-style objectives judge x alone; PacGAN judges pack_size samples at once
+    joint = config.objective in ("veegan", "ali")
+    discriminator = VEEGANDiscriminator(
+        **{**shape, "latent_dim": config.latent_dim if joint else 0},
+        hidden_dim=config.discriminator_hidden_dim,
+        num_hidden_layers=config.discriminator_num_hidden_layers,
+        pack_size=config.pack_size if config.objective == "pacgan" else 1,
+    )
+    return generator, reconstructor, discriminator
+
+
+class EMA(nn.Module):
+    """An exponential moving average of the generator, with a warm-up so early steps are not frozen in."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        import copy
+
+        self.model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.decay = decay
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # saved in checkpoints
+        self._updates: int | None = None  # host copy, read from the buffer once (after a resume) to avoid syncs
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        if self._updates is None:
+            self._updates = int(self.num_updates)
+        self._updates += 1
+        self.num_updates.fill_(self._updates)
+        # decay_t = min(decay, (1 + t) / (10 + t)): the average forgets its random initialization quickly
+        t = self._updates
+        decay = min(self.decay, (1 + t) / (10 + t))
+        ema_params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach().to(ema_params[0].dtype) for p in model.parameters()], 1 - decay)
+        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)  # BatchNorm statistics are copied, not averaged
+
+
+# ------------------------------------------------------------------------------------------------------ checkpoints
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Half-written ones keep a temporary name and never match."""
+    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[11:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def resolve_resume(config: TrainingConfig) -> Path | None:
+    if not config.resume_from_checkpoint:
+        return None
+    if config.resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(Path(config.output_dir))
+        return checkpoints[-1] if checkpoints else None  # a fresh start, as diffusers' scripts do
+    path = Path(config.resume_from_checkpoint)
+    if not path.is_dir() and (Path(config.output_dir) / path).is_dir():
+        path = Path(config.output_dir) / path
+    if not path.is_dir() or not path.name[len(CHECKPOINT_PREFIX) :].isdigit():
+        raise ConfigError(
+            f"--resume_from_checkpoint {config.resume_from_checkpoint!r} is not a checkpoint-N folder; "
+            f"found {[p.name for p in list_checkpoints(Path(config.output_dir))]}. Use 'latest' to pick the newest."
+        )
+    return path
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None, export: Callable) -> Path:
+    """`save_state` into a temporary folder, then one atomic rename: a kill leaves the previous checkpoint intact."""
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    partial = output_dir / f".{CHECKPOINT_PREFIX}{step}.partial"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        export(partial / "pipeline")  # a loadable pipeline in every checkpoint
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        if limit is not None:
+            for old in list_checkpoints(output_dir)[:-limit]:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ------------------------------------------------------------------------------------------------------------- loop
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def _lr_lambda(config: TrainingConfig) -> Callable[[int], float]:
+    warmup, total = config.lr_warmup_steps, config.max_train_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if config.lr_scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if config.lr_scheduler == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return factor
+
+
+def train(config: TrainingConfig) -> VEEGAN | None:
+    """Runs the whole job. Returns the exported pipeline on the main process (None elsewhere)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+
+    output_dir = Path(config.output_dir)
+    log_with = None if config.report_to == "none" else config.report_to
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    device = accelerator.device
+    if config.mixed_precision == "fp16" and device.type == "cpu":
+        warnings.warn(
+            "--mixed_precision fp16 does nothing on CPU (no autocast, no GradScaler): the run is float32. "
+            "Use --mixed_precision bf16 on CPU, or fp16 on a GPU.",
+            stacklevel=1,
+        )
+    resolve_data_options(config)
+    resume_path = resolve_resume(config)
+
+    # identical initial weights on every rank; then per-rank streams for latents, noise and data
+    set_seed(config.seed)
+    generator, reconstructor, discriminator = build_networks(config)
+    set_seed(config.seed, device_specific=True)
+    source = build_source(config, accelerator.process_index, accelerator.num_processes)
+    ema = EMA(generator, config.ema_decay).to(device) if config.use_ema else None
+
+    d_lr = config.discriminator_learning_rate or config.learning_rate
+    optimizer = torch.optim.Adam(
+        [
+            {"params": generator.parameters(), "lr": config.learning_rate},
+            {"params": reconstructor.parameters(), "lr": config.learning_rate},
+            {"params": discriminator.parameters(), "lr": d_lr},
+        ],
+        betas=(config.adam_beta1, config.adam_beta2),
+        foreach=True,  # one fused launch for all tensors (CPU default is a Python loop)
+    )
+    # one prepare call for the networks, the optimizer and the dataloader (only Hub/local image data has one)
+    prepared = accelerator.prepare(
+        generator,
+        reconstructor,
+        discriminator,
+        optimizer,
+        *([source.dataloader] if source.dataloader is not None else []),
+    )
+    generator, reconstructor, discriminator, optimizer = prepared[:4]
+    if source.dataloader is not None:
+        source.dataloader, source.accelerator = prepared[4], accelerator
+    # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, _lr_lambda(config))
+    accelerator.register_for_checkpointing(scheduler)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    raw = {
+        name: accelerator.unwrap_model(m)
+        for name, m in (("generator", generator), ("reconstructor", reconstructor), ("discriminator", discriminator))
+    }
+    if config.compile:
+        generator, reconstructor, discriminator = (torch.compile(m) for m in (generator, reconstructor, discriminator))
+
+    first_step = 0
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        first_step = int(resume_path.name[len(CHECKPOINT_PREFIX) :])
+        logger.info("resumed from %s at step %d", resume_path, first_step)
+
+    resolved = {
+        **dataclasses.asdict(config),
+        "num_processes": accelerator.num_processes,
+        "effective_batch_size": config.train_batch_size
+        * accelerator.num_processes
+        * config.gradient_accumulation_steps,
+    }
+    resolved.pop("hub_token")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "training_config.json").write_text(json.dumps(resolved, indent=2, default=str))
+        (output_dir / "samples").mkdir(exist_ok=True)
+    if log_with is not None:
+        hparams = {
+            k: v if isinstance(v, (bool, str, int, float)) or v is None else str(v)
+            for k, v in resolved.items()
+            if k != "extra"
+        }
+        accelerator.init_trackers("veegan", config=hparams)
+
+    def export_pipeline() -> VEEGAN:
+        """The pipeline to sample from and save: EMA generator when EMA is on, float32, on this device."""
+        gen = ema.model if ema is not None else raw["generator"]
+        return VEEGAN(generator=gen, reconstructor=raw["reconstructor"], discriminator=raw["discriminator"])
+
+    def export_to(path: Path) -> None:
+        export_pipeline().save_pretrained(path, dataset_name=config.dataset_name, training_config=resolved)
+
+    latent_shape = (config.train_batch_size, config.latent_dim)
+    batches = source.batches(device, first_step)
+    progress = _progress(accelerator, first_step, config.max_train_steps)
+    noise_std = config.reconstructor_noise_std
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    running, num_running = None, 0  # device-side sums of the logged losses since the last read-back
+    last_checkpoint = list_checkpoints(output_dir)[-1].name if list_checkpoints(output_dir) else None
+    start_time, step = time.perf_counter(), first_step
+
+    for step in range(first_step + 1, config.max_train_steps + 1):
+        for _ in range(config.gradient_accumulation_steps):
+            real = next(batches)
+            with accelerator.accumulate(generator, reconstructor, discriminator), accelerator.autocast():
+                latents = torch.randn(latent_shape, device=device)
+                losses: StepLosses = compute_losses(
+                    config.objective,
+                    generator,
+                    reconstructor,
+                    discriminator,
+                    real,
+                    latents,
+                    noise_std=noise_std,
+                    reconstruction_weight=config.reconstruction_weight,
+                    adversarial_loss=config.adversarial_loss,
+                    discriminator_module=raw["discriminator"],
+                    pack_size=config.pack_size,
+                    unrolled_steps=config.unrolled_steps,
+                    unrolled_learning_rate=d_lr,
+                )
+                accelerator.backward(losses.total)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(raw["generator"])
+        # device-side bookkeeping only: no host sync until the logging interval
+        logs = losses.logs()
+        nonfinite |= ~torch.isfinite(losses.total.detach())
+        running = logs if running is None else {k: running[k] + v for k, v in logs.items()}
+        num_running += 1
+
+        if step % config.logging_steps == 0 or step == config.max_train_steps:
+            if nonfinite.item():
+                _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
+            values = {k: v.item() / num_running for k, v in running.items()}
+            values["lr"] = scheduler.get_last_lr()[0]
+            values["perf/steps_per_second"] = (step - first_step) / (time.perf_counter() - start_time)
+            accelerator.log(values, step=step)
+            progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")})
+            running, num_running = None, 0
+        progress.update(1)
+
+        if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_train_steps:
+            if nonfinite.item():  # never checkpoint a diverged model over a good one
+                _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
+            last_checkpoint = save_checkpoint(
+                accelerator, output_dir, step, config.checkpoints_total_limit, export_to
+            ).name
+        validating = config.validation_steps and step % config.validation_steps == 0 and step < config.max_train_steps
+        if validating and accelerator.is_main_process:
+            validate_and_log(accelerator, export_pipeline(), config, step, final=False)
+    progress.close()
+    if nonfinite.item():
+        _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
+
+    _check_ranks_agree(accelerator, raw)
+    if config.checkpointing_steps:
+        save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit, export_to)
+    pipe = None
+    if accelerator.is_main_process:
+        pipe = export_pipeline()
+        metrics = validate_and_log(accelerator, pipe, config, step, final=True) if config.eval_at_end else {}
+        metrics.update(
+            {
+                "train/steps": step,
+                "train/wall_seconds": round(time.perf_counter() - start_time, 2),
+                "train/num_processes": accelerator.num_processes,
+            }
+        )
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        scores = {k: v for k, v in metrics.items() if "/" not in k}
+        pipe.save_pretrained(output_dir, dataset_name=config.dataset_name, metrics=scores, training_config=resolved)
+        if config.push_to_hub:
+            url = pipe.push_to_hub(
+                config.hub_model_id,
+                token=config.hub_token,
+                dataset_name=config.dataset_name,
+                metrics=scores,
+                training_config=resolved,
+            )
+            logger.info("pushed to %s", url)
+    accelerator.end_training()
+    return pipe
+
+
+def _progress(accelerator, first_step: int, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=first_step,
+        desc="steps",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30,  # log files get a line every 30 s, not every step
+    )
+
+
+def _stop_on_nonfinite(accelerator, step: int, last_checkpoint: str | None, config: TrainingConfig) -> None:
+    kept = f"the last good checkpoint, {last_checkpoint}, is kept" if last_checkpoint else "no checkpoint was saved"
+    raise NonFiniteLossError(
+        f"the loss became NaN or Inf by step {step} (checked every --logging_steps {config.logging_steps}); training "
+        f"stopped and {kept}. Lower --learning_rate (now {config.learning_rate}), try --adversarial_loss "
+        "non_saturating or --mixed_precision no, then resume with --resume_from_checkpoint latest."
+    )
+
+
+def _check_ranks_agree(accelerator, raw: dict[str, nn.Module]) -> None:
+    """DDP must keep every rank's weights identical; a cheap checksum across ranks proves it for this run."""
+    if accelerator.num_processes == 1:
+        return
+    checksum = torch.stack(
+        [torch.cat([p.detach().float().flatten() for p in m.parameters()]).double().sum() for m in raw.values()]
+    )
+    gathered = accelerator.gather(checksum[None].to(accelerator.device))  # (num_processes, 3)
+    if not torch.allclose(gathered, gathered[:1].expand_as(gathered), rtol=0, atol=0):
+        raise RuntimeError(f"ranks hold different weights after training: checksums {gathered.tolist()}.")
+
+
+def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: int, final: bool) -> dict:
+    """Samples, a figure under samples/, and the metrics of the built-in dataset (the full protocol when `final`)."""
+    from veegan_hf.plotting import image_grid, scatter_over_modes
+
+    samples_dir = Path(config.output_dir) / "samples"
+    name = config.dataset_name
+    builtin = name in NUM_EVAL_SAMPLES and not config.train_data_dir
+    # the full protocol at the end; during training at most 2,500 samples keep validation cheap
+    num = None if final else config.num_validation_samples or min(NUM_EVAL_SAMPLES.get(name, 64), 2500)
+    metrics = evaluate(pipe, name, num_samples=num, seed=config.seed) if builtin else {}
+    tag = "final" if final else f"step_{step:06d}"
+    if pipe.is_image_model:
+        grid = image_grid(draw_samples(pipe, 64, seed=config.seed), num_columns=8)
+        grid.save(samples_dir / f"{tag}.png")
+        _log_image(accelerator, grid, step)
+    else:
+        samples = draw_samples(pipe, NUM_EVAL_SAMPLES.get(name, 2500), seed=config.seed)
+        means = get_mixture(name).means if name in MIXTURE_NAMES else None
+        title = f"{config.objective} on {name}, step {step}"
+        if metrics:
+            title += f"\n{metrics['modes_captured']}/{metrics['num_modes']} modes, {metrics['hq_percent']:.1f}% HQ"
+        fig = scatter_over_modes(samples, means, title=title)
+        fig.savefig(samples_dir / f"{tag}.png", bbox_inches="tight")
+        _log_figure(accelerator, fig, step)
+    accelerator.log({f"metrics/{k}": v for k, v in metrics.items()}, step=step)
+    if metrics:
+        logger.info("step %d: %s", step, metrics)
+    return metrics
+
+
+def _log_image(accelerator, image, step: int) -> None:
+    import numpy as np
+
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            arr = np.asarray(image)
+            tracker.writer.add_image("samples", arr if arr.ndim == 3 else arr[..., None], step, dataformats="HWC")
+
+
+def _log_figure(accelerator, fig, step: int) -> None:
+    import matplotlib.pyplot as plt
+
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_figure("samples", fig, step)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        config = parse_config(argv)
+        train(config)
+    except (ConfigError, NonFiniteLossError) as err:
+        # the message first and alone: `accelerate launch` prints its own traceback after a non-zero exit
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
