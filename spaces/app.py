@@ -45,7 +45,7 @@ MAX_TRUNCATION = 3.0  # |z_i| <= 3 keeps 99.7% of N(0, 1): larger values change 
 MAX_REFINE_STEPS = 500  # ~1 s per 100 steps for a small DCGAN on a CPU Space
 MAX_FRAMES = 16
 REFINE_LEARNING_RATE = 0.05  # the pipeline default: converges within a few hundred Adam steps
-MAX_FILE_SIZE = "10mb"  # uploads are rejected by gradio above this
+MAX_UPLOAD_MB = 10  # gradio rejects larger uploads before they reach a handler
 MAX_IMAGE_PIXELS = 4096 * 4096  # checked from the header, before any pixel is decoded
 TILE_PIXELS = 112  # tiles are enlarged (nearest neighbour) to at least this size, so 28x28 digits stay sharp
 DEFAULT_CONCURRENCY = 2  # CPU Spaces have 2 vCPUs; more parallel torch calls only add contention
@@ -57,13 +57,14 @@ CSS = """
 #header h1 { margin-bottom: 0.2em; }
 #header p { color: var(--body-text-color-subdued); }
 .pixelated img { image-rendering: pixelated; }
+#footnote p { font-size: 0.85em; color: var(--body-text-color-subdued); }
 """
 THEME = gr.themes.Soft(primary_hue="emerald", secondary_hue="teal", neutral_hue="slate")
 
 
 def launch_options() -> dict[str, Any]:
     """What `launch()` takes in Gradio 6 besides host and port: theme, css and the upload cap."""
-    return {"theme": THEME, "css": CSS, "max_file_size": MAX_FILE_SIZE}
+    return {"theme": THEME, "css": CSS, "max_file_size": f"{MAX_UPLOAD_MB}mb"}
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -168,7 +169,7 @@ def _latent_plot(latents: torch.Tensor, refined: torch.Tensor | None) -> PIL.Ima
     ax.bar(np.arange(z.size), z, color="#10b981", width=0.8, label="F(x)")
     if refined is not None:
         ax.plot(np.arange(z.size), refined.float().cpu().numpy(), "o", ms=3, color="#0f172a", label="z* (refined)")
-        ax.legend(loc="upper right", fontsize=7, frameon=False)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=7, frameon=False)
     ax.axhline(0, color="#94a3b8", lw=0.6)
     ax.set_xlabel("latent coordinate", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -238,7 +239,8 @@ class SpaceHandlers:
         ax = fig.add_subplot()
         means = self.mixture.means.numpy() if self.mixture is not None else None
         if points.shape[1] == 2:
-            ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.55, color="#10b981", linewidths=0, label="samples")
+            label = "frames A → B" if as_path else "samples"
+            ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.55, color="#10b981", linewidths=0, label=label)
             if as_path:
                 ax.plot(points[:, 0], points[:, 1], "-", color="#10b981", lw=1.2)
                 for label, (x, y) in (("A", points[0]), ("B", points[-1])):
@@ -404,18 +406,25 @@ class SpaceHandlers:
 # ---------------------------------------------------------------------------------------------------- UI
 
 
-class ImageUpload(gr.Image):
-    """`gr.Image` whose unreadable uploads (a text file, a truncated PNG) raise a `gr.Error` for the visitor."""
+def image_upload(**kwargs: Any) -> gr.Image:
+    """
+    A `gr.Image` (file path input) whose unreadable uploads, such as a text file or a truncated PNG, raise a
+    `gr.Error` for the visitor: gradio's own preprocessing would answer with an opaque server error.
+    """
+    component = gr.Image(type="filepath", sources=["upload", "clipboard"], **kwargs)
+    preprocess = component.preprocess
 
-    is_template = True  # rendered by the stock Image frontend
-
-    def preprocess(self, payload):
+    def checked_preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as err:
             raise gr.Error(NOT_AN_IMAGE.format(name=getattr(payload, "orig_name", None) or "The upload")) from err
+
+    # per instance rather than a subclass: gradio writes a .pyi stub next to the file of every Component subclass
+    component.preprocess = checked_preprocess
+    return component
 
 
 _SCRATCH: Path | None = None
@@ -467,6 +476,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
         pipe (`VEEGAN`): the pipeline, loaded once by the caller.
         model_name (`str`, *optional*): shown in the header; defaults to "VEEGAN".
     """
+    _scratch_dir()  # before any gr.Examples: it points GRADIO_EXAMPLES_CACHE at a fresh folder
     handlers = SpaceHandlers(pipe)
     is_image = handlers.is_image_model
     grayscale = is_image and pipe.generator.config.num_channels == 1
@@ -534,10 +544,8 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                 )
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=280):
-                        image = ImageUpload(
+                        image = image_upload(
                             label="Your image",
-                            type="filepath",
-                            sources=["upload", "clipboard"],
                             format="png",
                             height=260,
                             elem_id="invert-input",
@@ -568,10 +576,10 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                         invert_button = gr.Button("Invert", variant="primary", elem_id="invert-button")
                     with gr.Column(scale=2):
                         with gr.Row():
-                            pixel_view = {"format": "png", "elem_classes": ["pixelated"]}
-                            model_view = gr.Image(label="x as the model sees it", **pixel_view)
-                            reconstruction = gr.Image(label="G(F(x))", **pixel_view)
-                            refined = gr.Image(label="G(z*) after refinement", **pixel_view)
+                            pixel_view = {"format": "png", "elem_classes": ["pixelated"], "height": 210, "buttons": []}
+                            model_view = gr.Image(label="Input x", elem_id="invert-model-view", **pixel_view)
+                            reconstruction = gr.Image(label="G(F(x))", elem_id="invert-reconstruction", **pixel_view)
+                            refined = gr.Image(label="G(z*), refined", elem_id="invert-refined", **pixel_view)
                         latent_plot = gr.Image(label="Latent code F(x)", format="png", show_label=True)
                         summary = gr.Markdown()
                         with gr.Accordion("Raw numbers", open=False):
@@ -605,11 +613,11 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                         seed_a = gr.Number(0, label="Seed A", precision=0, minimum=0, maximum=MAX_SEED)
                         seed_b = gr.Number(1, label="Seed B", precision=0, minimum=0, maximum=MAX_SEED)
                     num_frames = gr.Slider(2, MAX_FRAMES, value=8, step=1, precision=0, label="Frames")
-                with gr.Column(scale=2, visible=is_image), gr.Accordion("Or between two of your images", open=False):
+                with gr.Column(scale=2, visible=is_image):
+                    gr.Markdown("**Or between two images** (used instead of the seeds when both are given)")
                     with gr.Row():
-                        upload = {"type": "filepath", "sources": ["upload", "clipboard"], "height": 180}
-                        image_a = ImageUpload(label="Image A", **upload)
-                        image_b = ImageUpload(label="Image B", **upload)
+                        image_a = image_upload(label="Image A", height=180)
+                        image_b = image_upload(label="Image B", height=180)
                     interp_invert = gr.Checkbox(value=False, label="Invert colors")
             interpolate_button = gr.Button("Interpolate", variant="primary", elem_id="interpolate-button")
             strip = gr.Image(
@@ -629,9 +637,9 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
             )
 
         gr.Markdown(
-            "Uploads are limited to "
-            f"{MAX_FILE_SIZE} and {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels. Everything runs on this Space's CPU; "
-            "the model was chosen when the Space started and cannot be changed from here."
+            f"Uploads are limited to {MAX_UPLOAD_MB} MB and {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels. Everything runs "
+            "on this Space's CPU; the model was chosen when the Space started and cannot be changed from here.",
+            elem_id="footnote",
         )
 
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)

@@ -100,7 +100,9 @@ class _Response:
 
 
 def _json(status: int, payload, **headers: str) -> _Response:
-    return _Response(status, {"Content-Type": "application/json; charset=utf-8", **headers}, json.dumps(payload).encode())
+    return _Response(
+        status, {"Content-Type": "application/json; charset=utf-8", **headers}, json.dumps(payload).encode()
+    )
 
 
 def _error(status: int, code: str | None, message: str, **headers: str) -> _Response:
@@ -377,7 +379,11 @@ def _client_main(spec_path: str) -> None:
             }
             continue
         samples = pipe(batch_size=4, generator=torch.Generator().manual_seed(0), output_type="pt").samples
-        networks = {"generator": pipe.generator, "reconstructor": pipe.reconstructor, "discriminator": pipe.discriminator}
+        networks = {
+            "generator": pipe.generator,
+            "reconstructor": pipe.reconstructor,
+            "discriminator": pipe.discriminator,
+        }
         state = {name: net.state_dict() for name, net in networks.items() if net is not None}
         torch.save({"samples": samples, "state": state}, out_dir / f"{call['name']}.pt")
         results[call["name"]] = {"error": None, "card_metadata": pipe.card_metadata}

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
+from tests.conftest import make_pipeline
 from veegan_hf.losses import adversarial_generator_loss, discriminator_loss, generator_loss, reconstruction_loss
 from veegan_hf.objectives import veegan_losses
-from tests.conftest import make_pipeline
 
 
 def test_discriminator_loss_is_the_papers_logistic_loss():

@@ -98,7 +98,7 @@ class TrainingConfig:
     logging_steps: int = 50  # losses are read back from the device only this often
     validation_steps: int | None = 500  # samples, plot and metrics every N steps (None: only at the end)
     num_validation_samples: int | None = None  # None: the paper's count for built-in data, 64 images otherwise
-    eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json
+    eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json (the final figure is always made)
 
     # hub
     push_to_hub: bool = False
@@ -203,7 +203,7 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(f"--adam_beta1/--adam_beta2 ({config.adam_beta1}, {config.adam_beta2}) must be in [0, 1).")
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
-    if config.dataset_name in MIXTURE_NAMES and config.architecture == "dcgan":
+    if config.dataset_name in MIXTURE_NAMES and config.architecture == "dcgan" and not config.train_data_dir:
         raise ConfigError(f"--dataset_name {config.dataset_name} is vector data: use --architecture mlp.")
 
 
@@ -215,10 +215,8 @@ def parse_config(argv: list[str] | None = None) -> TrainingConfig:
     parser.add_argument("--config", help="a YAML preset, e.g. training/configs/grid.yaml", default=None)
     for name, f in _fields().items():
         kind = _base_type(f.type if not isinstance(f.type, str) else TrainingConfig.__annotations__[name])
-        if kind is bool:
-            parser.add_argument(
-                f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=f"(default: {f.default})"
-            )
+        if kind is bool:  # `--use_ema` alone means true; `--use_ema false` turns a preset's option off
+            parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=f"(default: {f.default})")
         else:
             parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
     args = parser.parse_args(argv)
@@ -389,6 +387,8 @@ def load_image_dataset(config: TrainingConfig):
 
 def resolve_data_options(config: TrainingConfig) -> None:
     """Fills the data-dependent defaults (architecture, resolution, channels) in place."""
+    if config.train_data_dir:
+        config.dataset_name = config.train_data_dir  # the folder is the dataset; records it for the card and metrics
     name = config.dataset_name
     if name in MIXTURE_NAMES:
         config.architecture = config.architecture or "mlp"
@@ -564,6 +564,13 @@ def train(config: TrainingConfig) -> VEEGAN | None:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     device = accelerator.device
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # `accelerate launch --multi_gpu` without GPUs starts processes that each train alone, duplicating the work
+        raise ConfigError(
+            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}: on CPU, set "
+            "ACCELERATE_USE_CPU=1 (ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...)."
+        )
     if config.mixed_precision == "fp16" and device.type == "cpu":
         warnings.warn(
             "--mixed_precision fp16 does nothing on CPU (no autocast, no GradScaler): the run is float32. "
@@ -719,7 +726,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     pipe = None
     if accelerator.is_main_process:
         pipe = export_pipeline()
-        metrics = validate_and_log(accelerator, pipe, config, step, final=True) if config.eval_at_end else {}
+        metrics = validate_and_log(accelerator, pipe, config, step, final=True)
         metrics.update(
             {
                 "train/steps": step,
@@ -783,7 +790,7 @@ def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: in
 
     samples_dir = Path(config.output_dir) / "samples"
     name = config.dataset_name
-    builtin = name in NUM_EVAL_SAMPLES and not config.train_data_dir
+    builtin = name in NUM_EVAL_SAMPLES and not config.train_data_dir and (config.eval_at_end or not final)
     # the full protocol at the end; during training at most 2,500 samples keep validation cheap
     num = None if final else config.num_validation_samples or min(NUM_EVAL_SAMPLES.get(name, 64), 2500)
     metrics = evaluate(pipe, name, num_samples=num, seed=config.seed) if builtin else {}
@@ -830,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
         train(config)
-    except (ConfigError, NonFiniteLossError) as err:
+    except (ValueError, NonFiniteLossError) as err:  # ConfigError and the package's input errors are ValueErrors
         # the message first and alone: `accelerate launch` prints its own traceback after a non-zero exit
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1

@@ -147,7 +147,7 @@ def ali_losses(
     noise_std: float,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
-    """ALI / BiGAN: VEEGAN's joint D and pairs, but G and F are both trained adversarially and nothing is reconstructed."""
+    """ALI / BiGAN: the joint D and pairs of VEEGAN, G and F both trained adversarially, nothing reconstructed."""
     batch = real_samples.shape[0]
     fake_samples = generator(latents)  # (batch, *sample_shape)
     real_latents = _noisy(reconstructor(real_samples), noise_std)  # (batch, latent_dim), trains theta through D

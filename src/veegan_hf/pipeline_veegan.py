@@ -18,7 +18,14 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from huggingface_hub import create_repo, snapshot_download, upload_folder
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -602,12 +609,23 @@ def _download(
             cache_dir=cache_dir,
             local_files_only=bool(local_files_only),
             token=token,
-            allow_patterns=["model_index.json", "README.md", "*/config.json", f"*/{WEIGHTS_NAME}"],
+            # exact paths: fnmatch's "*" also crosses "/", which would pull in checkpoint folders
+            allow_patterns=["model_index.json", "README.md"]
+            + [f"{name}/{file}" for name in _NETWORKS for file in ("config.json", WEIGHTS_NAME)],
         )
     except LocalEntryNotFoundError as err:
         raise ValueError(
             f"{repo_id!r} is neither a local folder nor in the Hugging Face cache, and the Hub cannot be reached "
             "(offline mode or no network). Pass a local folder, or download it once with network access."
         ) from err
+    except RevisionNotFoundError as err:
+        raise ValueError(
+            f"{repo_id!r} has no revision {revision!r} on the Hub (pass a branch, tag or commit)."
+        ) from err
+    except GatedRepoError as err:  # before RepositoryNotFoundError, its parent class
+        raise ValueError(f"{repo_id!r} is gated: accept its conditions on the Hub, then pass token=.") from err
     except (RepositoryNotFoundError, EntryNotFoundError) as err:
         raise ValueError(f"{repo_id!r} was not found on the Hub (or is private: pass token=).") from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        raise ValueError(f"the Hub refused {repo_id!r} (HTTP {status}): check token= or your login. {err}") from err

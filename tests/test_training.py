@@ -1,0 +1,391 @@
+"""training/train.py end to end on CPU: outputs, resume equivalence, DDP on 2 processes, precision, data, errors."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training import train as train_module
+from veegan_hf import VEEGAN
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "training" / "train.py")
+TINY = [
+    "--train_batch_size",
+    "64",
+    "--hidden_dim",
+    "32",
+    "--discriminator_hidden_dim",
+    "32",
+    "--latent_dim",
+    "4",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "5",
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator (mixed precision differs between tests)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def run(*args: str) -> int:
+    return train_module.main([*TINY, *args])
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {
+        f"{net}.{k}": v
+        for net in ("generator", "reconstructor", "discriminator")
+        for k, v in load_file(folder / net / "diffusion_pytorch_model.safetensors").items()
+    }
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
+    return env
+
+
+def test_tiny_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run(
+            "--dataset_name",
+            "ring",
+            "--max_train_steps",
+            "20",
+            "--validation_steps",
+            "10",
+            "--checkpointing_steps",
+            "10",
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "tensorboard",
+        )
+        == 0
+    )
+    for name in (
+        "model_index.json",
+        "README.md",
+        "training_config.json",
+        "metrics.json",
+        "samples/final.png",
+        "samples/step_000010.png",
+        "checkpoint-10",
+        "checkpoint-20/pipeline/model_index.json",
+    ):
+        assert (out / name).exists(), name
+    assert list((out / "logs").rglob("events.out.tfevents*"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_modes"] == 8 and metrics["num_samples"] == 2500 and 0 <= metrics["hq_percent"] <= 100
+    assert metrics["train/steps"] == 20
+    config = json.loads((out / "training_config.json").read_text())
+    assert config["max_train_steps"] == 20 and config["architecture"] == "mlp" and "hub_token" not in config
+    pipe = VEEGAN.from_pretrained(out)
+    assert pipe(batch_size=3, output_type="pt").samples.shape == (3, 2)
+    assert pipe.card_metadata["metrics"]["modes_captured"] == metrics["modes_captured"]
+    # EMA weights are the exported generator, not the raw ones
+    raw = load_file(out / "checkpoint-20" / "model.safetensors")
+    exported = load_file(out / "generator" / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(raw[k], v) for k, v in exported.items() if k in raw)
+
+
+def test_resume_gives_the_same_weights(tmp_path):
+    common = [
+        "--dataset_name",
+        "grid",
+        "--max_train_steps",
+        "16",
+        "--checkpointing_steps",
+        "8",
+        "--lr_scheduler",
+        "cosine",
+        "--validation_steps",
+        "100",
+        "--eval_at_end",
+        "false",
+    ]
+    straight = tmp_path / "straight"
+    assert run(*common, "--output_dir", str(straight)) == 0
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    # the state a run killed right after step 8 leaves behind
+    shutil.copytree(straight / "checkpoint-8", resumed / "checkpoint-8")
+    assert run(*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest") == 0
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_bf16_run(tmp_path):
+    out = tmp_path / "bf16"
+    assert (
+        run(
+            "--dataset_name",
+            "ring",
+            "--max_train_steps",
+            "6",
+            "--mixed_precision",
+            "bf16",
+            "--output_dir",
+            str(out),
+            "--validation_steps",
+            "100",
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train/steps"] == 6
+    assert all(torch.isfinite(v).all() for v in weights(out).values())
+
+
+def test_fp16_on_cpu_warns(tmp_path):
+    with pytest.warns(UserWarning, match="fp16 does nothing on CPU"):
+        run(
+            "--dataset_name",
+            "ring",
+            "--max_train_steps",
+            "2",
+            "--mixed_precision",
+            "fp16",
+            "--output_dir",
+            str(tmp_path / "fp16"),
+            "--eval_at_end",
+            "false",
+        )
+
+
+def test_every_objective_trains(tmp_path):
+    for objective in ("gan", "ali", "unrolled", "pacgan"):
+        out = tmp_path / objective
+        assert (
+            run(
+                "--dataset_name",
+                "ring",
+                "--max_train_steps",
+                "3",
+                "--objective",
+                objective,
+                "--unrolled_steps",
+                "2",
+                "--output_dir",
+                str(out),
+                "--eval_at_end",
+                "false",
+            )
+            == 0
+        )
+        config = json.loads((out / "discriminator" / "config.json").read_text())
+        assert config["latent_dim"] == (4 if objective == "ali" else 0)
+        assert config["pack_size"] == (2 if objective == "pacgan" else 1)
+
+
+def _write_images(folder: Path, count: int) -> None:
+    """Mixed modes on purpose: RGBA, grayscale and RGB of odd sizes."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        mode, size = [("RGBA", (40, 30)), ("L", (20, 20)), ("RGB", (64, 48))][i % 3]
+        channels = {"RGBA": 4, "L": 1, "RGB": 3}[mode]
+        arr = rng.integers(0, 255, (size[1], size[0], channels), dtype=np.uint8)
+        PIL.Image.fromarray(arr[..., 0] if channels == 1 else arr, mode).save(folder / f"{i}.png")
+
+
+IMAGE_ARGS = [
+    "--train_batch_size",
+    "4",
+    "--resolution",
+    "28",
+    "--base_channels",
+    "8",
+    "--max_train_steps",
+    "3",
+    "--eval_at_end",
+    "false",
+    "--validation_steps",
+    "100",
+]
+
+
+def test_imagefolder_dataset(tmp_path):
+    _write_images(tmp_path / "images", 9)
+    out = tmp_path / "out"
+    assert run(*IMAGE_ARGS, "--train_data_dir", str(tmp_path / "images"), "--output_dir", str(out)) == 0
+    pipe = VEEGAN.from_pretrained(out)
+    assert pipe.generator.config.num_channels == 3 and pipe.generator.config.image_size == 28
+    assert (out / "samples" / "final.png").is_file()
+
+
+def test_parquet_dataset_with_nonstandard_column(tmp_path):
+    import datasets
+
+    _write_images(tmp_path / "images", 8)
+    rows = {
+        "caption": [f"c{i}" for i in range(8)],
+        "scan": [{"bytes": (tmp_path / "images" / f"{i}.png").read_bytes(), "path": None} for i in range(8)],
+    }
+    features = datasets.Features({"caption": datasets.Value("string"), "scan": datasets.Image()})
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "data.parquet"))
+    out = tmp_path / "out"
+    assert (
+        run(
+            *IMAGE_ARGS,
+            "--dataset_name",
+            str(tmp_path / "data.parquet"),
+            "--image_column",
+            "scan",
+            "--num_channels",
+            "1",
+            "--output_dir",
+            str(out),
+        )
+        == 0
+    )
+    assert VEEGAN.from_pretrained(out).generator.config.num_channels == 1
+    # detected without --image_column too (it is the only Image feature); and a save_to_disk copy works
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "disk"))
+    assert run(*IMAGE_ARGS, "--dataset_name", str(tmp_path / "disk"), "--output_dir", str(tmp_path / "out2")) == 0
+
+
+# ----------------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--learning_rate", "-1"], "--learning_rate -1.0 must be > 0"),
+        (["--mixed_precision", "fp8"], "--mixed_precision 'fp8' is not supported"),
+        (["--objective", "wgan"], "--objective 'wgan' is not supported"),
+        (["--max_train_steps", "2.5"], "max_train_steps='2.5' is not a valid int"),
+        (["--ema_decay", "1.5"], "--ema_decay 1.5 must be in"),
+        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--config", "nonexistent_preset"], "presets:"),
+        (["--dataset_name", "/no/such/folder/x"], "no such local folder or file"),
+        (["--dataset_name", "org/not-a-dataset"], "could not be loaded"),
+        (["--dataset_name", "ring", "--architecture", "dcgan"], "is vector data"),
+        (["--resume_from_checkpoint", "checkpoint-7"], "is not a checkpoint-N folder"),
+    ],
+)
+def test_bad_options_fail_before_training(tmp_path, capsys, args, message):
+    assert run("--output_dir", str(tmp_path / "o"), *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "o" / "model_index.json").exists()
+
+
+def test_unknown_preset_key(tmp_path, capsys):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("learning_rate: 0.001\nlearnin_rate: 0.1\n")
+    assert run("--config", str(preset)) == 1
+    assert "unknown options ['learnin_rate']" in capsys.readouterr().err
+
+
+def test_dataset_without_images_and_missing_column(tmp_path, capsys):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["a"] * 8, "label": [0] * 8}).save_to_disk(str(tmp_path / "text"))
+    assert run(*IMAGE_ARGS, "--dataset_name", str(tmp_path / "text"), "--output_dir", str(tmp_path / "o")) == 1
+    assert "no image column found in columns ['text', 'label']; pass --image_column NAME" in capsys.readouterr().err
+    assert run(*IMAGE_ARGS, "--dataset_name", str(tmp_path / "text"), "--image_column", "photo") == 1
+    assert "--image_column 'photo' is not a column" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = [
+        "--dataset_name",
+        "ring",
+        "--checkpointing_steps",
+        "5",
+        "--output_dir",
+        str(out),
+        "--eval_at_end",
+        "false",
+        "--validation_steps",
+        "100",
+    ]
+    assert run(*common, "--max_train_steps", "10") == 0
+    before = weights(out / "checkpoint-10" / "pipeline")
+    (out / "model_index.json").unlink()
+    # lambda = 1e39 overflows float32: the loss is Inf from the first resumed step
+    assert (
+        run(*common, "--max_train_steps", "20", "--resume_from_checkpoint", "latest", "--reconstruction_weight", "1e39")
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "NaN or Inf by step 15" in err and "checkpoint-10, is kept" in err
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+    after = weights(out / "checkpoint-10" / "pipeline")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not (out / "model_index.json").exists()  # no diverged model was exported
+
+
+def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        TRAIN,
+        *TINY,
+        "--dataset_name",
+        "ring",
+        "--max_train_steps",
+        "100000",
+        "--checkpointing_steps",
+        "3",
+        "--checkpoints_total_limit",
+        "3",
+        "--output_dir",
+        str(out),
+        "--validation_steps",
+        "100000",
+    ]
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("checkpoint-*"))) < 2:
+        time.sleep(0.2)
+    time.sleep(0.37)  # land somewhere inside a later save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    complete = train_module.list_checkpoints(out)
+    assert complete, "no checkpoint was written before the kill"
+    for checkpoint in complete:  # every visible checkpoint is whole
+        assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.bin").is_file()
+        assert (checkpoint / "pipeline" / "model_index.json").is_file()
+    # resume picks the newest complete one and finishes
+    last = int(complete[-1].name.split("-")[1])
+    assert (
+        run(
+            "--dataset_name",
+            "ring",
+            "--max_train_steps",
+            str(last + 2),
+            "--output_dir",
+            str(out),
+            "--resume_from_checkpoint",
+            "latest",
+            "--eval_at_end",
+            "false",
+        )
+        == 0
+    )
+    assert json.loads((out / "metrics.json").read_text())["train/steps"] == last + 2
