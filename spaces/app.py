@@ -19,6 +19,8 @@ import io
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -111,23 +113,28 @@ def _open_image(value: Any, what: str = "the image") -> PIL.Image.Image:
     if value is None:
         raise gr.Error(f"Upload {what} first.")
     if isinstance(value, PIL.Image.Image):
-        image = value
-    else:
+        _check_pixel_count(value, what)
+        return value
+    try:
+        image = PIL.Image.open(value)  # reads the header only
+    except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as err:
+        raise gr.Error(NOT_AN_IMAGE.format(name=Path(str(value)).name)) from err
+    with image:
+        _check_pixel_count(image, what)
         try:
-            image = PIL.Image.open(value)
-        except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as err:
-            raise gr.Error(NOT_AN_IMAGE.format(name=Path(str(value)).name)) from err
+            image.load()
+            return PIL.ImageOps.exif_transpose(image)  # a copy, upright: phone photos store their rotation in EXIF
+        except (OSError, ValueError, SyntaxError) as err:
+            raise gr.Error(f"{what[0].upper()}{what[1:]} is truncated or corrupt ({err}); upload it again.") from err
+
+
+def _check_pixel_count(image: PIL.Image.Image, what: str) -> None:
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise gr.Error(
-            f"{what.capitalize()} is {width}x{height} = {width * height / 1e6:.1f} megapixels; the limit is "
+            f"{what[0].upper()}{what[1:]} is {width}x{height} = {width * height / 1e6:.1f} megapixels; the limit is "
             f"{MAX_IMAGE_PIXELS / 1e6:.1f}. Downscale it first (the model sees it at a few dozen pixels anyway)."
         )
-    try:
-        image.load()
-        return PIL.ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-    except (OSError, ValueError, SyntaxError) as err:
-        raise gr.Error(f"{what.capitalize()} is truncated or corrupt ({err}); upload it again.") from err
 
 
 def is_mostly_bright(image: PIL.Image.Image) -> bool:
@@ -139,7 +146,7 @@ def is_mostly_bright(image: PIL.Image.Image) -> bool:
 def _figure_to_image(fig: Figure) -> PIL.Image.Image:
     # Figure without pyplot: no global state, so concurrent requests cannot draw into each other's plots
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.25)
     buffer.seek(0)
     return PIL.Image.open(buffer).convert("RGB")
 
@@ -222,7 +229,7 @@ class SpaceHandlers:
     def _model_input(self, image: Any, invert_colors: bool, what: str = "the image") -> torch.Tensor:
         """An upload -> `(1, C, H, W)` in [0, 1] at the model's size, colors inverted on request."""
         if not self.is_image_model:
-            raise gr.Error("This model generates 2-D points, not images: only Sample and Interpolate by seeds apply.")
+            raise gr.Error("This model generates vectors, not images: only Sample and Interpolate by seeds apply.")
         pixel_values = self.transform(_open_image(image, what))  # (C, H, W) in [-1, 1]
         if invert_colors:
             pixel_values = -pixel_values
@@ -243,8 +250,8 @@ class SpaceHandlers:
             ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.55, color="#10b981", linewidths=0, label=label)
             if as_path:
                 ax.plot(points[:, 0], points[:, 1], "-", color="#10b981", lw=1.2)
-                for label, (x, y) in (("A", points[0]), ("B", points[-1])):
-                    ax.annotate(label, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
+                for end, (x, y) in (("A", points[0]), ("B", points[-1])):
+                    ax.annotate(end, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
             if means is not None:
                 ax.scatter(means[:, 0], means[:, 1], marker="x", s=60, color="#dc2626", label="true modes")
                 span = np.abs(means).max() * 1.3 + 0.3
@@ -411,7 +418,9 @@ def image_upload(**kwargs: Any) -> gr.Image:
     A `gr.Image` (file path input) whose unreadable uploads, such as a text file or a truncated PNG, raise a
     `gr.Error` for the visitor: gradio's own preprocessing would answer with an opaque server error.
     """
-    component = gr.Image(type="filepath", sources=["upload", "clipboard"], **kwargs)
+    # image_mode=None hands the file over untouched: gradio's default "RGB" would drop alpha, turning a drawing's
+    # transparent background black, where the pipeline composites it onto white
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
     preprocess = component.preprocess
 
     def checked_preprocess(payload):
@@ -464,7 +473,8 @@ def _model_description(pipe: VEEGAN, model_name: str) -> str:
     dataset = pipe.card_metadata.get("dataset_name")
     trained = f", trained on `{dataset}`" if dataset else ""
     codes = f"{config.latent_dim}-D codes"
-    return f"Model: `{model_name}`, a {config.architecture} generator of {shape} from {codes}{trained}."
+    network = {"dcgan": "a DCGAN", "mlp": "an MLP"}.get(config.architecture, f"a {config.architecture}")
+    return f"Model: `{model_name}`, {network} generator of {shape} from {codes}{trained}."
 
 
 def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
@@ -495,7 +505,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
         with gr.Tab("Sample"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+                    seed = gr.Number(0, label="Seed", precision=0)  # checked by the handler
                     count = gr.Slider(
                         1, handlers.max_samples, value=16 if is_image else 1000, step=1, precision=0, label="Samples"
                     )
@@ -526,7 +536,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                 outputs=sample_output,
                 fn=handlers.sample,
                 cache_examples=True,
-                cache_mode="eager",
+                cache_mode="eager",  # milliseconds each: computed at startup, so no visitor waits for them
             )
 
         if is_image:
@@ -536,7 +546,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                     "gradient steps refine the code to minimise ‖G(z) − x‖². Any size or mode is accepted; it is "
                     "converted and center-cropped to what the model was trained on."
                     + (
-                        " The model knows light digits on a dark background, so **Invert colors** switches on by "
+                        " Grayscale models such as MNIST know light digits on a dark background, so **Invert colors** switches on by "
                         "itself when your image is mostly bright (e.g. black strokes on white); untick it to override."
                         if grayscale
                         else ""
@@ -551,6 +561,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                             elem_id="invert-input",
                         )
                         with gr.Accordion("✏️ Or draw one", open=False):
+                            gr.Markdown("Pick the brush in the canvas toolbar, draw, then press *Invert the drawing*.")
                             sketch = gr.Sketchpad(
                                 type="pil",
                                 image_mode="RGBA",
@@ -560,7 +571,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                                 transforms=(),
                                 brush=gr.Brush(default_size=22, colors=["#000000"], color_mode="fixed"),
                                 format="png",
-                                label="Draw with the mouse",
+                                show_label=False,
                             )
                             draw_button = gr.Button("Invert the drawing")
                         invert_colors = gr.Checkbox(value=False, label="Invert colors", visible=True)
@@ -610,8 +621,8 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
                     with gr.Row():
-                        seed_a = gr.Number(0, label="Seed A", precision=0, minimum=0, maximum=MAX_SEED)
-                        seed_b = gr.Number(1, label="Seed B", precision=0, minimum=0, maximum=MAX_SEED)
+                        seed_a = gr.Number(0, label="Seed A", precision=0)
+                        seed_b = gr.Number(1, label="Seed B", precision=0)
                     num_frames = gr.Slider(2, MAX_FRAMES, value=8, step=1, precision=0, label="Frames")
                 with gr.Column(scale=2, visible=is_image):
                     gr.Markdown("**Or between two images** (used instead of the seeds when both are given)")
@@ -647,6 +658,17 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
     return demo
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (docker stop, a Space restart): remove the temporary folder and exit at once, with status 0. A normal
+    interpreter shutdown could abort ("terminate called without an active exception") while torch runs in a worker
+    thread, e.g. when the examples are still being cached."""
+    if _SCRATCH is not None:
+        shutil.rmtree(_SCRATCH, ignore_errors=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The VEEGAN Gradio Space.")
     parser.add_argument(
@@ -663,6 +685,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:  # a clear line, not a traceback
         parser.exit(2, f"error: could not load the model: {err}\n")
     demo = build_demo(pipe, model_name=Path(model_name).name if Path(model_name).is_dir() else model_name)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     demo.launch(server_name=args.host, server_port=args.port, **launch_options())
 
 

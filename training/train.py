@@ -746,7 +746,10 @@ def train(config: TrainingConfig) -> VEEGAN | None:
                 training_config=resolved,
             )
             logger.info("pushed to %s", url)
+    accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
     accelerator.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return pipe
 
 

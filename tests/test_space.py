@@ -1,0 +1,366 @@
+"""
+The Gradio Space (spaces/app.py), end to end: every endpoint through `gradio_client`, bad inputs, 16 concurrent
+clients, `python spaces/app.py` as a process, and a real headless Chromium that clicks Sample.
+
+The browser test needs Debian's Chromium (`apt-get install -y chromium`) and fails without it. Set
+`VEEGAN_SKIP_BROWSER=1` to skip it on purpose; `VEEGAN_CHROMIUM` overrides the browser path and
+`VEEGAN_ARTIFACTS_DIR` (default tests/artifacts/) receives the screenshot.
+"""
+
+import importlib.util
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from veegan_hf import VEEGAN, VEEGANGenerator, VEEGANReconstructor
+
+from .conftest import make_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+APP_PATH = REPO / "spaces" / "app.py"
+ARTIFACTS = Path(os.environ.get("VEEGAN_ARTIFACTS_DIR", REPO / "tests" / "artifacts"))
+CHROMIUM = os.environ.get("VEEGAN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MNIST_LIKE = dict(architecture="dcgan", latent_dim=32, image_size=28, num_channels=1, base_channels=16)
+
+
+def _load_app():
+    spec = importlib.util.spec_from_file_location("veegan_space_app", APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+app = _load_app()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A small 28x28 grayscale DCGAN VEEGAN saved as the Space would find it (the committed model's shape)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("veegan-mnist")
+    VEEGAN(generator=VEEGANGenerator(**MNIST_LIKE), reconstructor=VEEGANReconstructor(**MNIST_LIKE)).save_pretrained(
+        folder
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    """The Space launched once for the module, loaded through MODEL_ID as a deployer would; yields (url, demo)."""
+    previous = os.environ.get("MODEL_ID")
+    os.environ["MODEL_ID"] = str(model_dir)
+    try:
+        pipe = app.load_pipeline()
+    finally:
+        if previous is None:
+            os.environ.pop("MODEL_ID")
+        else:
+            os.environ["MODEL_ID"] = previous
+    demo = app.build_demo(pipe, model_name="test-mnist")
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    yield url, demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server[0], verbose=False)
+
+
+def _png(tmp_path: Path, name: str, image: PIL.Image.Image) -> str:
+    path = tmp_path / name
+    image.save(path)
+    return str(path)
+
+
+def _error_of(client: Client, *args, api_name: str) -> str:
+    with pytest.raises(AppError) as excinfo:
+        client.predict(*args, api_name=api_name)
+    return str(excinfo.value)
+
+
+# -------------------------------------------------------------------------------------------- endpoints
+
+
+def test_api_names_are_stable(client):
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {
+        "/sample",
+        "/invert",
+        "/interpolate",
+    }
+
+
+def test_sample(client):
+    path = client.predict(0, 16, 0.0, api_name="/sample")
+    grid = PIL.Image.open(path)
+    assert grid.format == "PNG" and grid.width > 4 * 28 * 4  # 4x4 tiles, each enlarged at least 4x
+    again = client.predict(0, 16, 0.0, api_name="/sample")
+    assert np.array_equal(np.asarray(PIL.Image.open(again)), np.asarray(grid)), "a seed must reproduce its samples"
+    assert PIL.Image.open(client.predict(5, 1, 1.0, api_name="/sample")).width < grid.width
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [((-1, 4, 0.0), "Seed"), ((0, 65, 0.0), "64"), ((0, 0, 0.0), "1"), ((0, 4, 3.5), "3")],
+)
+def test_sample_rejects_out_of_range(client, args, message):
+    assert message in _error_of(client, *args, api_name="/sample")
+
+
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("rgba.png", PIL.Image.new("RGBA", (64, 48), (255, 255, 255, 0))),
+        ("tiny.png", PIL.Image.new("L", (1, 1), 200)),
+        ("huge.png", PIL.Image.fromarray(np.tile(np.arange(3000, dtype=np.uint16) % 256, (2000, 1)).astype(np.uint8))),
+        ("palette.gif", PIL.Image.new("P", (40, 90), 3)),
+    ],
+)
+def test_invert_converts_any_image(client, tmp_path, name, image):
+    view, reconstruction, refined, latent_plot, summary, details = client.predict(
+        handle_file(_png(tmp_path, name, image)), True, 20, api_name="/invert"
+    )
+    assert PIL.Image.open(view).size == PIL.Image.open(reconstruction).size == PIL.Image.open(refined).size
+    assert PIL.Image.open(latent_plot).width > 200
+    assert len(details["latent"]) == MNIST_LIKE["latent_dim"] and details["refine_steps"] == 20
+    # refinement starts at F(x) and keeps the best iterate, so it never ends worse
+    assert details["refined_mse"] <= details["reconstruction_mse"] + 1e-6
+    assert "MSE" in summary and "after 20 refinement steps" in summary
+
+
+def test_transparent_background_counts_as_white(client, tmp_path):
+    drawing = PIL.Image.new("RGBA", (280, 280), (0, 0, 0, 0))  # black strokes on transparent, as a sketch app saves
+    drawing.paste((0, 0, 0, 255), (120, 40, 160, 240))
+    view = client.predict(handle_file(_png(tmp_path, "sketch.png", drawing)), True, 0, api_name="/invert")[0]
+    pixels = np.asarray(PIL.Image.open(view).convert("L"))
+    assert pixels.mean() < 100 and pixels.max() > 200  # inverted: a light stroke on a dark background
+
+
+def test_invert_without_refinement(client, tmp_path):
+    outputs = client.predict(
+        handle_file(_png(tmp_path, "x.png", PIL.Image.new("L", (28, 28)))), False, 0, api_name="/invert"
+    )
+    assert outputs[2] is None and outputs[5]["refined_mse"] is None and outputs[5]["inverted_colors"] is False
+
+
+def test_invert_rejects_bad_input(client, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    assert "notes.txt is not an image" in _error_of(client, handle_file(str(text)), False, 0, api_name="/invert")
+    disguised = tmp_path / "fake.png"
+    disguised.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    assert "fake.png is not an image" in _error_of(client, handle_file(str(disguised)), False, 0, api_name="/invert")
+    truncated = tmp_path / "cut.png"
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:600])
+    assert "truncated or corrupt" in _error_of(client, handle_file(str(truncated)), False, 0, api_name="/invert")
+    # over the pixel cap: rejected from the header, before decoding 20 megapixels
+    giant = _png(tmp_path, "giant.png", PIL.Image.new("L", (5000, 4000)))
+    assert "megapixels" in _error_of(client, handle_file(giant), False, 0, api_name="/invert")
+    small = handle_file(_png(tmp_path, "ok.png", PIL.Image.new("L", (28, 28))))
+    assert "500" in _error_of(client, small, False, 501, api_name="/invert")
+    assert "Upload the image first" in _error_of(client, None, False, 0, api_name="/invert")
+
+
+def test_upload_size_is_capped(server, client, tmp_path):
+    too_big = os.urandom((app.MAX_UPLOAD_MB + 1) * 1024 * 1024)
+    # the server refuses it (a raw upload, as a browser sends it) ...
+    response = httpx.post(f"{server[0].rstrip('/')}/gradio_api/upload", files={"files": ("big.png", too_big)})
+    assert response.status_code == 413
+    # ... and gradio_client checks the same limit before sending
+    big = tmp_path / "big.png"
+    big.write_bytes(too_big)
+    with pytest.raises(ValueError, match="maximum file size"):
+        client.predict(handle_file(str(big)), False, 0, api_name="/invert")
+
+
+def test_interpolate(client, tmp_path):
+    strip = PIL.Image.open(client.predict(0, 1, 8, None, None, False, api_name="/interpolate"))
+    assert strip.width > 7 * strip.height  # one row of 8 frames
+    first_sample = PIL.Image.open(client.predict(0, 1, 0.0, api_name="/sample"))
+    assert np.array_equal(  # frame A is seed 0's sample
+        np.asarray(strip)[4 : 4 + 112, 4 : 4 + 112], np.asarray(first_sample)[4 : 4 + 112, 4 : 4 + 112]
+    )
+    image_a = handle_file(_png(tmp_path, "a.png", PIL.Image.new("RGBA", (300, 200), (0, 0, 0, 255))))
+    image_b = handle_file(_png(tmp_path, "b.png", PIL.Image.new("L", (7, 7), 255)))
+    strip = PIL.Image.open(client.predict(0, 0, 4, image_a, image_b, True, api_name="/interpolate"))
+    assert strip.width > 3 * strip.height
+    assert "minimum value 2" in _error_of(client, 0, 1, 1, None, None, False, api_name="/interpolate")
+    assert "both images" in _error_of(client, 0, 1, 4, image_a, None, False, api_name="/interpolate")
+
+
+# -------------------------------------------------------------------------------------------- handlers and startup
+
+
+def test_vector_model_plots_over_the_true_modes(tmp_path):
+    pipe = make_pipeline("mlp-2d", discriminator=False)
+    pipe.save_pretrained(tmp_path, dataset_name="ring", metrics={"modes_captured": 8.0})
+    handlers = app.build_demo(app.load_pipeline(tmp_path)).veegan_handlers
+    assert handlers.mixture is not None and handlers.mixture.means.shape == (8, 2)
+    assert handlers.sample(0, 2048, 1.0).size[0] > 300
+    assert handlers.interpolate(0, 1, 16).size[0] > 300
+    with pytest.raises(app.gr.Error, match="vectors, not images"):
+        handlers.invert(PIL.Image.new("L", (28, 28)), False, 0)
+
+
+def test_rgb_model_handlers():
+    handlers = app.SpaceHandlers(make_pipeline("dcgan-32-3", discriminator=False))
+    assert handlers.sample(3, 5, 0.0).mode == "RGB"
+    assert handlers.auto_invert(PIL.Image.new("L", (9, 9), 255)) is False  # only grayscale models flip colors
+    outputs = handlers.invert(PIL.Image.new("CMYK", (40, 30)), False, 3)
+    assert outputs[5]["refine_steps"] == 3
+
+
+def test_invert_colors_default_follows_brightness(server):
+    handlers = server[1].veegan_handlers
+    assert handlers.auto_invert(PIL.Image.new("L", (50, 50), 250)) is True  # black strokes on white
+    assert handlers.auto_invert(PIL.Image.new("L", (50, 50), 5)) is False  # MNIST-like white on black
+    assert handlers.auto_invert(PIL.Image.new("RGBA", (50, 50), (0, 0, 0, 0))) is True  # transparent -> white
+    drawing = {"composite": PIL.Image.new("RGBA", (280, 280), (0, 0, 0, 0)), "background": None, "layers": []}
+    with pytest.raises(app.gr.Error, match="empty"):
+        handlers.use_drawing(drawing)
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        app.main(["--model", str(tmp_path / "missing")])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "no model folder" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_app_starts_as_a_script_offline(model_dir, tmp_path):
+    """`python spaces/app.py` with a local model: serves the page, never needs HF_HUB_OFFLINE, writes nothing to cwd."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "GRADIO_EXAMPLES_CACHE")}
+    env.update(MODEL_ID=str(model_dir), GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    process = subprocess.Popen(
+        [sys.executable, str(APP_PATH)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    status = response.status
+                    break
+            except OSError:
+                time.sleep(0.25)
+        assert status == 200, f"the app did not serve (exit code {process.poll()})"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode(errors="replace")
+    assert "Traceback" not in output, output
+    assert process.returncode == 0, output  # SIGTERM exits cleanly
+    assert not (tmp_path / ".gradio").exists(), "the example cache must live in a temporary folder"
+
+
+# -------------------------------------------------------------------------------------------- load
+
+
+@pytest.mark.slow
+def test_concurrent_clients(server, capsys):
+    """16 clients x 5 requests to /sample at once: all succeed; prints median and p95 latency."""
+    num_clients, num_requests = 16, 5
+    latencies, failures = [], []
+    lock = threading.Lock()
+    start_barrier = threading.Barrier(num_clients)
+
+    def run(index: int) -> None:
+        try:
+            client = Client(server[0], verbose=False)
+            start_barrier.wait(timeout=60)
+            for j in range(num_requests):
+                t0 = time.perf_counter()
+                path = client.predict(index * num_requests + j, 16, 0.0, api_name="/sample")
+                elapsed = time.perf_counter() - t0
+                assert PIL.Image.open(path).width > 0
+                with lock:
+                    latencies.append(elapsed)
+        except Exception as err:  # collected and reported below with the client's index
+            with lock:
+                failures.append(f"client {index}: {err!r}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(num_clients)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    wall = time.perf_counter() - t0
+    assert not failures, failures
+    assert len(latencies) == num_clients * num_requests
+    median = statistics.median(latencies)
+    p95 = statistics.quantiles(latencies, n=20)[-1]
+    with capsys.disabled():
+        print(
+            f"\n[space load] {len(latencies)} /sample requests from {num_clients} concurrent clients in {wall:.1f} s: "
+            f"median {median * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        )
+
+
+# -------------------------------------------------------------------------------------------- browser
+
+
+@pytest.mark.slow
+def test_browser_clicks_sample(server):
+    """A real headless Chromium opens the Space, clicks Sample and sees the generated grid."""
+    if os.environ.get("VEEGAN_SKIP_BROWSER") == "1":
+        pytest.skip("VEEGAN_SKIP_BROWSER=1: browser test skipped on request")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}. Install Debian's package (apt-get install -y chromium), point "
+            "VEEGAN_CHROMIUM at a Chromium binary, or set VEEGAN_SKIP_BROWSER=1 to skip this test on purpose."
+        )
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server[0], wait_until="domcontentloaded")
+            page.get_by_role("heading", name="VEEGAN: sample, invert, interpolate").wait_for(timeout=30_000)
+            page.locator("#sample-output img").wait_for(state="detached", timeout=5_000)  # empty before the click
+            page.locator("#sample-button").click()
+            image = page.locator("#sample-output img")
+            image.wait_for(state="visible", timeout=30_000)
+            page.wait_for_function(
+                "() => { const img = document.querySelector('#sample-output img');"
+                " return img && img.complete && img.naturalWidth > 100; }",
+                timeout=30_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "space_sample.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert (ARTIFACTS / "space_sample.png").stat().st_size > 10_000
