@@ -546,8 +546,9 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                     "gradient steps refine the code to minimise ‖G(z) − x‖². Any size or mode is accepted; it is "
                     "converted and center-cropped to what the model was trained on."
                     + (
-                        " Grayscale models such as MNIST know light digits on a dark background, so **Invert colors** switches on by "
-                        "itself when your image is mostly bright (e.g. black strokes on white); untick it to override."
+                        " Grayscale models such as MNIST know light digits on a dark background, so **Invert colors** "
+                        "switches on by itself when your image is mostly bright (e.g. black strokes on white); "
+                        "untick it to override."
                         if grayscale
                         else ""
                     )

@@ -94,6 +94,11 @@ def test_push_to_hub_uploads_pipeline_and_card(tmp_path, monkeypatch):
     assert json.loads((uploaded / "generator" / "config.json").read_text())["data_dim"] == 2
 
 
+def test_dataset_name_survives_a_reload_without_metrics(tmp_path):
+    make_pipeline("mlp-2d").save_pretrained(tmp_path, dataset_name="ring")
+    assert VEEGAN.from_pretrained(tmp_path).card_metadata == {"dataset_name": "ring"}
+
+
 def test_model_card_records_hub_dataset_and_task(tmp_path):
     pipe = make_pipeline("dcgan-32-3")
     pipe.save_pretrained(tmp_path, dataset_name="uoft-cs/cifar10", metrics={"ivom": 0.0068})

@@ -443,3 +443,21 @@ def test_preset_runs_on_tiny_data(tmp_path, preset):
             "dataloader_num_workers",
         ):
             assert config[key] == value, key
+
+
+def test_table1_smoke(tmp_path):
+    """The CI version of `python benchmarks/table1.py`: every method and dataset, 1 seed, a few steps."""
+    from benchmarks import table1
+
+    assert (
+        table1.main(["--smoke", "--jobs", "2", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "runs")])
+        == 0
+    )
+    payload = json.loads((tmp_path / "table1_smoke.json").read_text())
+    assert len(payload["runs"]) == len(table1.METHODS) * len(table1.DATASETS)
+    assert set(payload["summary"]) == set(table1.METHODS)
+    assert payload["meta"]["commit"] and payload["meta"]["cpu"]
+    for dataset in table1.DATASETS:
+        assert (tmp_path / f"table1_smoke_{dataset}.png").is_file()
+    markdown = (tmp_path / "table1_smoke.md").read_text()
+    assert "VEEGAN (ours)" in markdown and "(paper's Table 1)" in markdown

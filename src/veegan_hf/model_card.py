@@ -78,6 +78,7 @@ def create_model_card(
         datasets=[dataset_name] if is_hub_dataset else None,
         model_name=model_name,
         eval_results=eval_results or None,
+        training_dataset=dataset_name,  # also local and built-in names, which `datasets` may not list
     )
     if metrics:
         rows = "\n".join(f"| {METRIC_NAMES.get(k, (k,))[0]} | {v:.6g} |" for k, v in metrics.items())
@@ -125,10 +126,9 @@ def read_model_card_metadata(path: Path) -> dict[str, Any]:
     except Exception:  # a hand-edited card that no longer parses must not block loading the weights
         return {}
     metadata: dict[str, Any] = {}
-    if data.datasets:
-        metadata["dataset_name"] = data.datasets[0]
-    elif data.eval_results and data.eval_results[0].dataset_name != "unknown":
-        metadata["dataset_name"] = data.eval_results[0].dataset_name
+    dataset_name = data.get("training_dataset") or (data.datasets or [None])[0]
+    if dataset_name:
+        metadata["dataset_name"] = dataset_name
     if data.eval_results:
         by_name = {display: key for key, (display, _) in METRIC_NAMES.items()}
         metadata["metrics"] = {by_name.get(r.metric_name, r.metric_name): r.metric_value for r in data.eval_results}

@@ -1,0 +1,268 @@
+"""Regenerates Table 1 of the paper: modes captured and % high-quality samples on ring, grid and 1200-D, per method.
+
+    python benchmarks/table1.py --seeds 5            # the full table (see benchmarks/README.md for the wall time)
+    python benchmarks/table1.py --smoke              # 1 seed, a few steps: what CI runs
+
+Every method trains with `training/train.py` on the dataset's preset (`training/configs/<dataset>.yaml`), so the
+networks, batch, steps and optimizer are shared and only `--objective` differs. The paper-faithful VEEGAN recipe
+(`<dataset>_paper.yaml`) is its own row. Runs go in parallel, one process and one thread per run. The results carry
+the commit, the wall time and the CPU: `benchmarks/results/table1.{json,md}` and `table1_<dataset>.png`.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `training.train` is a script folder, not an installed package
+
+DATASETS = ("ring", "grid", "synthetic1200")
+# row name -> (preset suffix, objective)
+METHODS = {
+    "GAN": ("", "gan"),
+    "ALI": ("", "ali"),
+    "Unrolled GAN": ("", "unrolled"),
+    "PacGAN": ("", "pacgan"),
+    "VEEGAN (paper recipe)": ("_paper", "veegan"),
+    "VEEGAN (ours)": ("", "veegan"),
+}
+PAPER = {  # Table 1 of the paper: (modes, HQ %)
+    "GAN": {"ring": (1, 99.3), "grid": (3.3, 0.5), "synthetic1200": (1.6, 2.0)},
+    "ALI": {"ring": (2.8, 0.13), "grid": (15.8, 1.6), "synthetic1200": (3, 5.4)},
+    "Unrolled GAN": {"ring": (7.6, 35.6), "grid": (23.6, 16), "synthetic1200": (0, 0.0)},
+    "VEEGAN": {"ring": (8, 52.9), "grid": (24.6, 40), "synthetic1200": (5.5, 28.29)},
+}
+SMOKE_OVERRIDES = ["--max_train_steps", "20", "--train_batch_size", "64"]
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_one(job: dict) -> dict:
+    """One training run in a pool worker: no trackers, the full-protocol evaluation at the end."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from training import train as train_module
+
+    AcceleratorState._reset_state(True)  # workers are reused across runs: each run builds its own Accelerator
+    GradientState._reset_state()
+
+    preset = REPO / "training" / "configs" / f"{job['dataset']}{job['suffix']}.yaml"
+    argv = [
+        "--config",
+        str(preset),
+        "--objective",
+        job["objective"],
+        "--seed",
+        str(job["seed"]),
+        "--output_dir",
+        job["output_dir"],
+        "--report_to",
+        "none",
+        "--validation_steps",
+        "1000000",
+        *job["overrides"],
+    ]
+    start = time.perf_counter()
+    config = train_module.parse_config(argv)
+    train_module.train(config)
+    metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())
+    return {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "training", "benchmarks"], cwd=REPO)
+        return sha + ("-dirty" if dirty.returncode else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def summarize(runs: list[dict]) -> dict:
+    """method -> dataset -> mean and std over seeds of modes captured, HQ % and reverse KL."""
+    table: dict = {}
+    for run in runs:
+        table.setdefault(run["method"], {}).setdefault(run["dataset"], []).append(run["metrics"])
+    summary: dict = {}
+    for method, per_dataset in table.items():
+        for dataset, metrics in per_dataset.items():
+            cell = {"num_seeds": len(metrics), "num_modes": metrics[0]["num_modes"]}
+            for key in ("modes_captured", "hq_percent", "reverse_kl"):
+                values = [m[key] for m in metrics]
+                cell[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "values": values}
+            summary.setdefault(method, {})[dataset] = cell
+    return summary
+
+
+def to_markdown(summary: dict, meta: dict) -> str:
+    header = "| method | " + " | ".join(f"{d} modes | {d} HQ %" for d in DATASETS) + " |"
+    lines = [header, "|---" * (1 + 2 * len(DATASETS)) + "|"]
+    for method in METHODS:
+        if method not in summary:
+            continue
+        cells = []
+        for dataset in DATASETS:
+            cell = summary[method].get(dataset)
+            if cell is None:
+                cells += ["–", "–"]
+                continue
+            modes, hq = cell["modes_captured"], cell["hq_percent"]
+            cells += [
+                f"{modes['mean']:.1f} ± {modes['std']:.1f} / {cell['num_modes']}",
+                f"{hq['mean']:.1f} ± {hq['std']:.1f}",
+            ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    for method, values in PAPER.items():
+        cells = [f"{values[d][0]} / {values[d][1]}".replace(" / ", " | ") for d in DATASETS]
+        lines.append(f"| {method} (paper's Table 1) | " + " | ".join(cells) + " |")
+    note = (
+        f"\nMean ± std over {meta['seeds']} seed(s) of training; 2,500 samples per run, scored as in BENCHMARKS.md. "
+        f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
+        f"{meta['cpu']}. Command: `{meta['command']}`.\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def plot(runs: list[dict], out_dir: Path, tag: str) -> list[str]:
+    """One figure per dataset: the first seed of every method, samples over the true modes (the paper's Figure 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from veegan_hf import VEEGAN
+    from veegan_hf.data import get_mixture
+    from veegan_hf.evaluation import draw_samples
+    from veegan_hf.metrics import high_quality_radius
+    from veegan_hf.plotting import scatter_over_modes
+
+    written = []
+    for dataset in DATASETS:
+        chosen = [r for r in runs if r["dataset"] == dataset and r["seed"] == min(x["seed"] for x in runs)]
+        chosen.sort(key=lambda r: list(METHODS).index(r["method"]))
+        if not chosen:
+            continue
+        mixture = get_mixture(dataset)
+        fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.4), dpi=110, squeeze=False)
+        for ax, run in zip(axes[0], chosen):
+            samples = draw_samples(VEEGAN.from_pretrained(run["output_dir"]), 2500, seed=0)
+            m = run["metrics"]
+            title = f"{run['method']}\n{m['modes_captured']}/{m['num_modes']} modes, {m['hq_percent']:.1f}% HQ"
+            if dataset == "synthetic1200":
+                # 1200-D: the histogram of nearest modes among HQ samples says what a 2-D scatter cannot
+                distances = torch.cdist(samples.double(), mixture.means.double())
+                nearest = distances.min(dim=1)
+                hq = nearest.values <= high_quality_radius(mixture.std, mixture.noise_dim)
+                counts = torch.bincount(nearest.indices[hq], minlength=mixture.num_modes)
+                ax.bar(range(mixture.num_modes), counts.numpy(), color="#1f77b4")
+                ax.set_xlabel("mode", fontsize=8)
+                ax.set_title(title, fontsize=9)
+            else:
+                scatter_over_modes(samples, mixture.means, title=title, ax=ax)
+        fig.tight_layout()
+        path = out_dir / f"table1{tag}_{dataset}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5, help="training seeds per method and dataset")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs, one thread each")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--smoke", action="store_true", help="1 seed, 20 steps, batch 64: checks the pipeline only")
+    parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--work_dir", default=None, help="where run folders go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    seeds = 1 if args.smoke else args.seeds
+    tag = "_smoke" if args.smoke else ""
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="table1_"))
+    jobs = [
+        {
+            "method": method,
+            "dataset": dataset,
+            "seed": seed,
+            "suffix": METHODS[method][0],
+            "objective": METHODS[method][1],
+            "output_dir": str(work / f"{dataset}-{METHODS[method][1]}{METHODS[method][0]}-seed{seed}"),
+            "overrides": SMOKE_OVERRIDES if args.smoke else [],
+        }
+        for dataset in args.datasets
+        for method in args.methods
+        for seed in range(seeds)
+    ]
+    start = time.perf_counter()
+    # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
+    with multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_one_thread) as pool:
+        runs = []
+        for run in pool.imap_unordered(run_one, jobs):
+            m = run["metrics"]
+            print(
+                f"{run['dataset']:>14} {run['method']:<22} seed {run['seed']}: {m['modes_captured']}/"
+                f"{m['num_modes']} modes, {m['hq_percent']:.2f}% HQ ({run['wall_seconds']:.0f} s)",
+                flush=True,
+            )
+            runs.append(run)
+    wall = time.perf_counter() - start
+
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "commit": _commit(),
+        "cpu": _cpu_name(),
+        "jobs": args.jobs,
+        "seeds": seeds,
+        "wall_minutes": wall / 60,
+        "python": platform.python_version(),
+        "command": "python benchmarks/table1.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    import torch
+
+    meta["torch"] = torch.__version__
+    summary = summarize(runs)
+    figures = plot(runs, results, tag)
+    payload = {
+        "meta": meta,
+        "summary": summary,
+        "figures": figures,
+        "runs": [
+            {k: r[k] for k in ("method", "dataset", "seed", "objective", "metrics", "wall_seconds")}
+            for r in sorted(runs, key=lambda r: (r["dataset"], r["method"], r["seed"]))
+        ],
+    }
+    (results / f"table1{tag}.json").write_text(json.dumps(payload, indent=2))
+    (results / f"table1{tag}.md").write_text(to_markdown(summary, meta))
+    print(to_markdown(summary, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
