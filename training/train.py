@@ -662,6 +662,9 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     running, num_running = None, 0  # device-side sums of the logged losses since the last read-back
     last_checkpoint = list_checkpoints(output_dir)[-1].name if list_checkpoints(output_dir) else None
     start_time, step = time.perf_counter(), first_step
+    # steps/s is timed after a warm-up (allocator, torch.compile, first dataloader batches)
+    warmup_steps = min(10, max(0, config.max_train_steps - first_step - 1))
+    timed_from, timed_start = first_step + warmup_steps, start_time
 
     for step in range(first_step + 1, config.max_train_steps + 1):
         for _ in range(config.gradient_accumulation_steps):
@@ -706,6 +709,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")})
             running, num_running = None, 0
         progress.update(1)
+        if step == timed_from:
+            timed_start = time.perf_counter()
 
         if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_train_steps:
             if nonfinite.item():  # never checkpoint a diverged model over a good one
@@ -717,6 +722,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
         if validating and accelerator.is_main_process:
             validate_and_log(accelerator, export_pipeline(), config, step, final=False)
     progress.close()
+    loop_seconds = time.perf_counter() - timed_start
+    steps_per_second = (step - timed_from) / loop_seconds if step > timed_from else 0.0  # 0.0: too short to time
     if nonfinite.item():
         _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
 
@@ -731,6 +738,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             {
                 "train/steps": step,
                 "train/wall_seconds": round(time.perf_counter() - start_time, 2),
+                "train/steps_per_second": steps_per_second,
+                "train/samples_per_second": steps_per_second * resolved["effective_batch_size"],
                 "train/num_processes": accelerator.num_processes,
             }
         )
