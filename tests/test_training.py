@@ -104,6 +104,11 @@ def test_tiny_end_to_end(tmp_path):
     pipe = VEEGAN.from_pretrained(out)
     assert pipe(batch_size=3, output_type="pt").samples.shape == (3, 2)
     assert pipe.card_metadata["metrics"]["modes_captured"] == metrics["modes_captured"]
+    # no pickled custom state in checkpoints: the scheduler is JSON, the EMA safetensors
+    assert not list((out / "checkpoint-20").glob("custom_checkpoint_*"))
+    assert (out / "checkpoint-20" / "scheduler.json").is_file() and (
+        out / "checkpoint-20" / "ema.safetensors"
+    ).is_file()
     # EMA weights are the exported generator, not the raw ones
     raw = load_file(out / "checkpoint-20" / "model.safetensors")
     exported = load_file(out / "generator" / "diffusion_pytorch_model.safetensors")

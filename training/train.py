@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from veegan_hf import VEEGAN, VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
@@ -506,6 +507,21 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
     return path
 
 
+def save_extra_state(folder: Path, scheduler, ema: "EMA | None") -> None:
+    """The scheduler as JSON and the EMA generator as safetensors: nothing that needs unpickling to resume."""
+    (folder / "scheduler.json").write_text(json.dumps(scheduler.state_dict(), default=lambda _: None))
+    if ema is not None:
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, folder / "ema.safetensors")
+
+
+def load_extra_state(folder: Path, scheduler, ema: "EMA | None") -> None:
+    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+    if ema is not None:
+        if not (folder / "ema.safetensors").is_file():
+            raise ConfigError(f"{folder} holds no EMA weights; resume with --use_ema false, or from another run.")
+        ema.load_state_dict(load_file(folder / "ema.safetensors"))
+
+
 def save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None, export: Callable) -> Path:
     """`save_state` into a temporary folder, then one atomic rename: a kill leaves the previous checkpoint intact."""
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
@@ -515,7 +531,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None,
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
-        export(partial / "pipeline")  # a loadable pipeline in every checkpoint
+        export(partial)
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -608,11 +624,10 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     generator, reconstructor, discriminator, optimizer = prepared[:4]
     if source.dataloader is not None:
         source.dataloader, source.accelerator = prepared[4], accelerator
-    # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step
+    # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step.
+    # Its state and the EMA's are saved as JSON and safetensors by save_checkpoint, not by Accelerate's
+    # register_for_checkpointing, which would unpickle them on resume (torch.load(weights_only=False)).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, _lr_lambda(config))
-    accelerator.register_for_checkpointing(scheduler)
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
     raw = {
         name: accelerator.unwrap_model(m)
         for name, m in (("generator", generator), ("reconstructor", reconstructor), ("discriminator", discriminator))
@@ -623,6 +638,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     first_step = 0
     if resume_path is not None:
         accelerator.load_state(str(resume_path))
+        load_extra_state(resume_path, scheduler, ema)
         first_step = int(resume_path.name[len(CHECKPOINT_PREFIX) :])
         logger.info("resumed from %s at step %d", resume_path, first_step)
 
@@ -652,7 +668,9 @@ def train(config: TrainingConfig) -> VEEGAN | None:
         return VEEGAN(generator=gen, reconstructor=raw["reconstructor"], discriminator=raw["discriminator"])
 
     def export_to(path: Path) -> None:
-        export_pipeline().save_pretrained(path, dataset_name=config.dataset_name, training_config=resolved)
+        """What a checkpoint holds beyond Accelerate's state: the loop's own state and a loadable pipeline."""
+        save_extra_state(path, scheduler, ema)
+        export_pipeline().save_pretrained(path / "pipeline", dataset_name=config.dataset_name, training_config=resolved)
 
     latent_shape = (config.train_batch_size, config.latent_dim)
     batches = source.batches(device, first_step)
