@@ -156,8 +156,11 @@ def main() -> None:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {name: tensor.contiguous() for name, tensor in classifier.state_dict().items()}
-    metadata = {"architecture": "veegan_hf.classifier.MNISTClassifier", "channels": json.dumps(CLASSIFIER_CHANNELS)}
+    config = {"architecture": "veegan_hf.classifier.MNISTClassifier", "channels": list(CLASSIFIER_CHANNELS)}
+    # One metadata key: safetensors writes several in hash-map order, which would change the file's bytes per run.
+    metadata = {"config": json.dumps(config, sort_keys=True)}
     save_file(state_dict, args.output, metadata=metadata)
+    args.output.chmod(0o644)  # safetensors writes 0600, which a wheel would install unreadable to other users
     report = {
         "heldout_accuracy": test_accuracy,
         "heldout_accuracy_32px": test_accuracy_32,

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from veegan_hf import VEEGAN
 from veegan_hf.data import ImageTransform, get_mixture
 from veegan_hf.metrics import reconstruction_mse
+from veegan_hf.plotting import image_grid
 
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = APP_DIR / "veegan-mnist"  # committed with the Space; MODEL_ID overrides it
@@ -152,20 +153,9 @@ def _figure_to_image(fig: Figure) -> PIL.Image.Image:
 
 
 def _tile(images: torch.Tensor, num_columns: int | None = None, pad: int = 4) -> PIL.Image.Image:
-    """(N, C, H, W) in [0, 1] -> one grid image, every tile enlarged by an integer factor (nearest neighbour)."""
-    n, c, h, w = images.shape
-    cols = num_columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    scale = max(1, math.ceil(TILE_PIXELS / max(h, w)))
-    tiles = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, C)
-    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
-    th, tw = h * scale, w * scale
-    canvas = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, c), 24, dtype=np.uint8)  # dark gutters
-    for i, tile in enumerate(tiles):
-        row, col = divmod(i, cols)
-        top, left = pad + row * (th + pad), pad + col * (tw + pad)
-        canvas[top : top + th, left : left + tw] = tile
-    return PIL.Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    """(N, C, H, W) in [0, 1] -> one grid image, every tile enlarged by an integer factor, on dark gutters."""
+    scale = max(1, math.ceil(TILE_PIXELS / max(images.shape[-2:])))
+    return image_grid(images * 2 - 1, num_columns, pad=pad, scale=scale, background=24 / 127.5 - 1)
 
 
 def _latent_plot(latents: torch.Tensor, refined: torch.Tensor | None) -> PIL.Image.Image:

@@ -7,6 +7,7 @@ disjoint from the GAN's `"train"` digits; its held-out accuracy sits beside them
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import torch
@@ -53,8 +54,9 @@ class MNISTClassifier(nn.Module):
     >>> from veegan_hf.classifier import load_mode_classifier
     >>> from veegan_hf.data import StackedMNIST
     >>> classifier = load_mode_classifier()
-    >>> pixel_values, _ = StackedMNIST.from_split("classifier_test").sample(4, generator=torch.Generator().manual_seed(0))
-    >>> classifier(pixel_values[:, :1]).shape
+    >>> dataset = StackedMNIST.from_split("classifier_test")
+    >>> pixel_values, _ = dataset.sample(4, generator=torch.Generator().manual_seed(0))
+    >>> classifier(pixel_values[:, :1]).shape  # the digits of channel 0
     torch.Size([4, 10])
 
     ```
@@ -124,9 +126,49 @@ def load_mode_classifier(device: torch.device | str | None = None) -> MNISTClass
     return classifier.eval().requires_grad_(False)
 
 
-def predict_stacked_modes(
-    classifier: MNISTClassifier, images: torch.Tensor, batch_size: int = 1024
-) -> torch.Tensor:
+def classifier_accuracy() -> float:
+    """The shipped classifier's accuracy on the 500 held-out `classifier_test` digits, as measured when trained."""
+    record = resources.files("veegan_hf").joinpath("weights", "mnist_classifier.json").read_text()
+    return float(json.loads(record)["heldout_accuracy"])
+
+
+def predict_digits(classifier: MNISTClassifier, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    r"""
+    Labels single-channel digit images (the `mnist` dataset) 0..9.
+
+    Args:
+        classifier (`MNISTClassifier`): the digit classifier, in eval mode.
+        images (`torch.Tensor` of shape `(N, 1, 28, 28)` or `(N, 1, 32, 32)`): digits in [-1, 1].
+        batch_size (`int`, *optional*, defaults to 1024): digits per forward pass.
+
+    Returns:
+        `torch.Tensor`: int64 labels of shape `(N,)`.
+    """
+    shape = tuple(images.shape)
+    if images.ndim != 4 or shape[1] != 1 or shape[2:] not in ((_DIGIT_SIZE,) * 2, (_PADDED_SIZE,) * 2):
+        raise ValueError(f"predict_digits expects digits of shape (N, 1, 28, 28) or (N, 1, 32, 32), got {shape}.")
+    return _classify(classifier, images, batch_size)
+
+
+def _classify(classifier: MNISTClassifier, digits: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N, 1, H, W) digits -> (N,) int64 labels, in batches under inference mode, on the device of `digits`."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if classifier.training:
+        # Train mode would use batch statistics and dropout, and the labels would depend on the batch.
+        raise ValueError("The classifier is in training mode; call classifier.eval() first.")
+    if digits.shape[0] == 0:
+        return torch.empty(0, dtype=torch.long, device=digits.device)
+    parameter = next(classifier.parameters())
+    with torch.inference_mode():
+        predictions = [
+            classifier(chunk.to(parameter.device, parameter.dtype)).argmax(dim=1).to(digits.device)
+            for chunk in digits.split(batch_size)
+        ]
+    return torch.cat(predictions)
+
+
+def predict_stacked_modes(classifier: MNISTClassifier, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     r"""
     Labels Stacked MNIST images with their mode `100 * d0 + 10 * d1 + d2`, classifying every channel on its own.
 
@@ -160,19 +202,6 @@ def predict_stacked_modes(
         raise ValueError(
             f"predict_stacked_modes expects stacked digits of shape (N, 3, 28, 28) or (N, 3, 32, 32), got {shape}."
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    if classifier.training:
-        # Train mode would use batch statistics and dropout, and the modes would depend on the batch.
-        raise ValueError("The classifier is in training mode; call classifier.eval() first.")
-    parameter = next(classifier.parameters())
     num_images, _, height, width = shape
     digits = images.reshape(num_images * 3, 1, height, width)  # (N * 3, 1, H, W): channel c of image i at 3i + c
-    with torch.inference_mode():
-        predictions = [
-            classifier(chunk.to(parameter.device, parameter.dtype)).argmax(dim=1).to(images.device)
-            for chunk in digits.split(batch_size)
-        ]
-    if not predictions:  # N == 0
-        return torch.empty(0, dtype=torch.long, device=images.device)
-    return digits_to_modes(torch.cat(predictions).view(num_images, 3))  # (N,)
+    return digits_to_modes(_classify(classifier, digits, batch_size).view(num_images, 3))  # (N,)
