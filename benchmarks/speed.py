@@ -48,7 +48,7 @@ PRESETS = ("grid", "stacked_mnist")
 WARMUP_STEPS = 10  # train() times its steps after 10 warm-up steps; the bare loop does the same
 # preset -> optimizer steps per training run, warm-up included
 FULL_STEPS = {"grid": 510, "stacked_mnist": 70}
-SMOKE_STEPS = {"grid": 13, "stacked_mnist": 12}
+SMOKE_STEPS = {"grid": 12, "stacked_mnist": 4}
 ENCODE_GOAL_MS = 5.0  # ms per 64-px image for amortized inversion on a CPU
 # name -> (model, batch sizes, steps incl. warm-up): scaling uses the bare loop and a 3-step warm-up
 FULL_SCALING = {
@@ -57,12 +57,12 @@ FULL_SCALING = {
     "conv_image_size": ("stacked_mnist", (28, 32, 64), 23),
 }
 SMOKE_SCALING = {
-    "conv_batch": ("stacked_mnist", (8, 16), 5),
-    "mlp_batch": ("grid", (100, 200), 5),
-    "conv_image_size": ("stacked_mnist", (28, 32, 64), 5),
+    "conv_batch": ("stacked_mnist", (4, 8), 3),
+    "mlp_batch": ("grid", (100, 200), 3),
+    "conv_image_size": ("stacked_mnist", (28, 32, 64), 3),
 }
 SCALING_WARMUP_STEPS = 3
-SCALING_IMAGE_BATCH = 64  # the stacked_mnist preset's batch, for the image-size sweep (8 in --smoke)
+SCALING_IMAGE_BATCH = 64  # the stacked_mnist preset's batch, for the image-size sweep (4 in --smoke)
 
 
 # ------------------------------------------------------------------------------------------------------- environment
@@ -183,7 +183,9 @@ def _reset_accelerate() -> None:
 # ----------------------------------------------------------------------------------------------- the package's loop
 
 
-def package_run(preset: str, steps: int, work_dir: Path, *, use_ema: bool, compile: bool) -> dict:
+def package_run(
+    preset: str, steps: int, work_dir: Path, *, use_ema: bool, compile: bool, flags: tuple[str, ...] = ()
+) -> dict:
     """One `train()` of the preset, in-process; steps/s is the loop's own `train/steps_per_second`.
 
     `train._progress` is wrapped (not edited) to time the loop's start and its warm-up steps from the outside.
@@ -211,18 +213,18 @@ def package_run(preset: str, steps: int, work_dir: Path, *, use_ema: bool, compi
         str(use_ema).lower(),
         "--compile",
         str(compile).lower(),
+        *flags,
     ]
     marks: dict[str, float] = {}
+    stamps: list[float] = []  # the end of every step, from the progress bar's update
     original = getattr(train_module, "_progress", None)
 
     def timed_progress(*args, **kwargs):
         bar = original(*args, **kwargs)
-        marks["loop_start"], count, update = time.perf_counter(), [0], bar.update
+        marks["loop_start"], update = time.perf_counter(), bar.update
 
         def counting_update(n=1):
-            count[0] += n
-            if count[0] == min(WARMUP_STEPS, steps - 1):
-                marks["warmup_end"] = time.perf_counter()
+            stamps.append(time.perf_counter())
             return update(n)
 
         bar.update = counting_update
@@ -244,11 +246,21 @@ def package_run(preset: str, steps: int, work_dir: Path, *, use_ema: bool, compi
         "samples_per_second": metrics["train/samples_per_second"],
         "run_seconds": wall,
     }
-    if "loop_start" in marks:
+    warmup_steps = min(WARMUP_STEPS, steps - 1)
+    if "loop_start" in marks and len(stamps) == steps:
         result["setup_seconds"] = marks["loop_start"] - start
-    if "warmup_end" in marks:
-        result["warmup_seconds"] = marks["warmup_end"] - marks["loop_start"]
+        result["warmup_seconds"] = stamps[warmup_steps - 1] - marks["loop_start"] if warmup_steps else 0.0
+        result.update(_step_quantiles(stamps[max(0, warmup_steps - 1) :]))
     return result
+
+
+def _step_quantiles(stamps: list[float]) -> dict:
+    """Per-step wall time after the warm-up: the 10th percentile is the one least moved by other processes."""
+    durations = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+    if not durations:
+        return {}
+    pick = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))] * 1e3  # noqa: E731
+    return {"step_ms_p10": pick(0.1), "step_ms_p50": pick(0.5)}
 
 
 # ----------------------------------------------------------------------------------------------------- the bare loop
@@ -315,16 +327,17 @@ def bare_run(config, steps: int, *, compile: bool, warmup_steps: int = WARMUP_ST
     start = time.perf_counter()
     for _ in range(warmup_steps):
         step()
-    timed_start = time.perf_counter()
+    stamps = [time.perf_counter()]
     for _ in range(steps - warmup_steps):
         step()
-    end = time.perf_counter()
-    steps_per_second = (steps - warmup_steps) / (end - timed_start)
+        stamps.append(time.perf_counter())
+    steps_per_second = (steps - warmup_steps) / (stamps[-1] - stamps[0])
     return {
         "steps_per_second": steps_per_second,
         "samples_per_second": steps_per_second * batch,
-        "warmup_seconds": timed_start - start,
-        "run_seconds": end - start,
+        "warmup_seconds": stamps[0] - start,
+        "run_seconds": stamps[-1] - start,
+        **_step_quantiles(stamps),
     }
 
 
@@ -374,7 +387,15 @@ def measure_training(preset: str, steps: int, repeats: int, compile: bool, work_
         rows = runs[variant]
         out[variant] = {
             key: _summary([r[key] for r in rows])
-            for key in ("steps_per_second", "samples_per_second", "warmup_seconds", "setup_seconds", "run_seconds")
+            for key in (
+                "steps_per_second",
+                "samples_per_second",
+                "step_ms_p10",
+                "step_ms_p50",
+                "warmup_seconds",
+                "setup_seconds",
+                "run_seconds",
+            )
             if all(key in r for r in rows)
         }
         out[variant]["memory"] = memory[variant]
@@ -387,6 +408,10 @@ def measure_training(preset: str, steps: int, repeats: int, compile: bool, work_
             **_summary(ratios),
             "of_medians": out[variant]["steps_per_second"]["median"] / out["bare"]["steps_per_second"]["median"],
         }
+        if all("step_ms_p10" in r for r in runs[variant] + runs["bare"]):
+            # bare p10 step time / package p10 step time: the same ratio, read off the least disturbed steps
+            fast = [b["step_ms_p10"] / p["step_ms_p10"] for p, b in zip(runs[variant], runs["bare"])]
+            out[f"ratio_{variant}_to_bare"]["from_p10_step_time"] = _summary(fast)
     return out
 
 
@@ -668,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"meta": meta, "training": training}
         if not args.skip_sampling:
             payload["sampling"] = measure_sampling(
-                repeats=repeats, min_seconds=0.01 if smoke else 0.5, invert_steps=invert_steps, batches=(1, 64)
+                repeats=repeats, min_seconds=0.01 if smoke else 0.5, invert_steps=invert_steps, batches=(1, 4) if smoke else (1, 64)
             )
         figures = []
         results = Path(args.results_dir)
@@ -676,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = "_smoke" if smoke else ""
         if not args.skip_scaling:
             payload["scaling"] = measure_scaling(
-                SMOKE_SCALING if smoke else FULL_SCALING, image_batch=8 if smoke else SCALING_IMAGE_BATCH
+                SMOKE_SCALING if smoke else FULL_SCALING, image_batch=4 if smoke else SCALING_IMAGE_BATCH
             )
             plot_scaling(payload["scaling"], results / f"speed{tag}_scaling.png")
             figures.append(f"speed{tag}_scaling.png")

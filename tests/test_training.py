@@ -81,6 +81,7 @@ def test_tiny_end_to_end(tmp_path):
             str(out),
             "--report_to",
             "tensorboard",
+            "--use_ema",
         )
         == 0
     )

@@ -1,0 +1,99 @@
+"""Table 2: `inversion_metrics` on random pipelines, and `benchmarks/table2.py --smoke` end to end."""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import table2
+from tests.conftest import make_pipeline
+from veegan_hf.evaluation import draw_samples, inversion_metrics
+
+BUDGET_KEYS = ("ivom_num_restarts", "ivom_num_steps", "ivom_learning_rate", "ivom_num_images")
+
+
+@pytest.fixture(scope="module")
+def pipe_and_images():
+    pipe = make_pipeline("dcgan-28-1")
+    # images G can reach (from other codes than any start), so the optimization has somewhere to go
+    return pipe, draw_samples(pipe, 6, seed=1)  # (6, 1, 28, 28) in [-1, 1]
+
+
+def test_inversion_improves_on_every_start(pipe_and_images):
+    pipe, images = pipe_and_images
+    at_starts = inversion_metrics(pipe, images, num_restarts=3, num_steps=0)  # the best start, unoptimized
+    optimized = inversion_metrics(pipe, images, num_restarts=3, num_steps=30)
+    # 0 steps: the F(x) run is G(F(x)) itself
+    assert at_starts["ivom_from_encoder"] == pytest.approx(at_starts["reconstruction_mse"], rel=1e-6)
+    assert optimized["reconstruction_mse"] == at_starts["reconstruction_mse"]
+    # the best start per image can only beat the F(x) start alone; optimizing only lowers each start's error
+    tolerance = 1e-6 * at_starts["reconstruction_mse"]  # invert ranks iterates in float32
+    assert optimized["ivom"] <= optimized["ivom_from_encoder"] + tolerance
+    assert optimized["ivom_from_encoder"] < optimized["reconstruction_mse"]
+    assert optimized["ivom"] < at_starts["ivom"]
+    assert at_starts["ivom"] <= at_starts["ivom_from_encoder"] + tolerance
+    assert {k: optimized[k] for k in BUDGET_KEYS} == {
+        "ivom_num_restarts": 3,
+        "ivom_num_steps": 30,
+        "ivom_learning_rate": 0.05,
+        "ivom_num_images": 6,
+    }
+
+
+def test_inversion_without_restarts_is_the_encoder_run(pipe_and_images):
+    pipe, images = pipe_and_images
+    result = inversion_metrics(pipe, images, num_restarts=0, num_steps=10)
+    assert result["ivom"] == result["ivom_from_encoder"]
+
+
+def test_inversion_is_deterministic_and_seeded(pipe_and_images):
+    pipe, images = pipe_and_images
+    first = inversion_metrics(pipe, images, num_restarts=2, num_steps=10, seed=3)
+    assert inversion_metrics(pipe, images, num_restarts=2, num_steps=10, seed=3) == first
+    # the seed moves only the random restarts, never the F(x) run
+    other = inversion_metrics(pipe, images, num_restarts=2, num_steps=10, seed=4)
+    assert other["ivom_from_encoder"] == first["ivom_from_encoder"]
+
+
+def test_inversion_rejects_bad_inputs(pipe_and_images):
+    pipe, images = pipe_and_images
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        inversion_metrics(pipe, images * 3, num_steps=1)
+    with pytest.raises(ValueError, match="num_steps=-1"):
+        inversion_metrics(pipe, images, num_steps=-1)
+    with pytest.raises(ValueError, match="image model"):
+        inversion_metrics(make_pipeline("mlp-2d"), torch.zeros(2, 2), num_steps=1)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_table(tmp_path):
+    results = tmp_path / "results"
+    assert table2.main(["--smoke", "--jobs", "2", "--results_dir", str(results), "--work_dir", str(tmp_path)]) == 0
+
+    payload = json.loads((results / "table2_smoke.json").read_text())
+    meta = payload["meta"]
+    assert meta["seeds"] == 1 and meta["max_train_steps"] == table2.SMOKE_STEPS
+    assert meta["num_eval_samples"] == table2.SMOKE_NUM_EVAL_SAMPLES
+    assert 0 < meta["classifier_accuracy"] <= 1
+    assert {"commit", "cpu", "jobs", "wall_minutes", "command", "torch"} <= set(meta)
+    assert meta["ivom"]["num_images"] == 8 and meta["ivom"]["split"] == "classifier_test"
+
+    assert set(payload["summary"]) == set(table2.DEFAULT_METHODS)
+    for cell in payload["summary"].values():
+        assert cell["num_seeds"] == 1 and cell["num_modes"] == 1000
+        for key in table2.REPORTED:
+            assert set(cell[key]) == {"mean", "std", "values"} and len(cell[key]["values"]) == 1
+        assert 0 <= cell["modes_covered"]["mean"] <= 1000
+        assert cell["ivom"]["mean"] <= cell["ivom_from_encoder"]["mean"] + 1e-9
+    for run in payload["runs"]:  # every method and seed scored with the same stated budget
+        metrics = run["metrics"]
+        assert metrics["num_samples"] == table2.SMOKE_NUM_EVAL_SAMPLES
+        assert (metrics["ivom_num_restarts"], metrics["ivom_num_steps"], metrics["ivom_num_images"]) == (3, 5, 8)
+    assert set(payload["paper"]) == {"DCGAN", "ALI", "Unrolled GAN", "VEEGAN"}
+
+    markdown = (results / "table2_smoke.md").read_text()
+    for row in ("| DCGAN |", "| VEEGAN |", "(paper's Table 2)", "(CIFAR-10)", "held-out accuracy", meta["commit"]):
+        assert row in markdown
+    assert payload["figures"] == sorted(f"table2_smoke_{m}.png" for m in table2.DEFAULT_METHODS)
+    for name in payload["figures"]:
+        assert (results / name).stat().st_size > 0
