@@ -741,7 +741,9 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             values["lr"] = scheduler.get_last_lr()[0]
             values["perf/steps_per_second"] = (step - first_step) / (time.perf_counter() - start_time)
             accelerator.log(values, step=step)
-            progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")})
+            # refresh=False: the bar redraws on its own schedule; a forced redraw floods log files
+            postfix = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")}
+            progress.set_postfix(postfix, refresh=False)
             running, num_running = None, 0
         progress.update(1)
         if step == timed_from:

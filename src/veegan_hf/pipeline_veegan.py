@@ -280,7 +280,7 @@ class VEEGAN(DiffusionPipeline):
         for key, value in (("dataset_name", dataset_name), ("metrics", metrics), ("training_config", training_config)):
             if value is not None:
                 self.card_metadata[key] = value
-        card = create_model_card(self, repo_id=repo_id, **self.card_metadata)
+        card = create_model_card(self, repo_id=repo_id, save_directory=save_directory, **self.card_metadata)
         card.save(os.path.join(save_directory, "README.md"))
 
     def push_to_hub(
