@@ -381,7 +381,7 @@ class VEEGAN(DiffusionPipeline):
             elif not x.is_floating_point():
                 raise ValueError(f"expected uint8 or float pixels, got {x.dtype}.")
             x = x.float()
-            lo, hi = x.min().item(), x.max().item()
+            lo, hi = (v.item() for v in torch.aminmax(x))  # one pass over the pixels
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
                 raise ValueError(
                     f"expected float pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]. "
