@@ -467,3 +467,40 @@ def test_table1_smoke(tmp_path):
         assert (tmp_path / f"table1_smoke_{dataset}.png").is_file()
     markdown = (tmp_path / "table1_smoke.md").read_text()
     assert "VEEGAN (ours)" in markdown and "(paper's Table 1)" in markdown
+
+
+def test_push_to_hub_from_training(tmp_path, monkeypatch):
+    """--push_to_hub uploads the exported pipeline with a card that carries the measured metrics."""
+    import veegan_hf.pipeline_veegan as pipeline_module
+
+    uploaded = {}
+
+    def fake_upload_folder(*, repo_id, folder_path, **kwargs):
+        uploaded["repo_id"] = repo_id
+        shutil.copytree(folder_path, tmp_path / "uploaded")
+        return "commit-url"
+
+    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kw: type("R", (), {"repo_id": repo_id})())
+    monkeypatch.setattr(pipeline_module, "upload_folder", fake_upload_folder)
+    out = tmp_path / "run"
+    assert (
+        run(
+            "--dataset_name",
+            "ring",
+            "--max_train_steps",
+            "4",
+            "--output_dir",
+            str(out),
+            "--push_to_hub",
+            "--hub_model_id",
+            "org/veegan-ring",
+            "--hub_token",
+            "secret",
+        )
+        == 0
+    )
+    assert uploaded["repo_id"] == "org/veegan-ring"
+    card = (tmp_path / "uploaded" / "README.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"value: {float(metrics['hq_percent'])}" in card and 'from_pretrained("org/veegan-ring")' in card
+    assert "secret" not in card and "secret" not in (out / "training_config.json").read_text()

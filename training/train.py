@@ -6,6 +6,7 @@ steps; only I/O and logging are rank-0 only.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -479,6 +480,8 @@ class EMA(nn.Module):
         self.decay = decay
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))  # saved in checkpoints
         self._updates: int | None = None  # host copy, read from the buffer once (after a resume) to avoid syncs
+        self._param_lists: tuple[list, list] | None = None
+        self._buffer_lists: tuple[list, list] = ([], [])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -489,10 +492,14 @@ class EMA(nn.Module):
         # decay_t = min(decay, (1 + t) / (10 + t)): the average forgets its random initialization quickly
         t = self._updates
         decay = min(self.decay, (1 + t) / (10 + t))
-        ema_params = list(self.model.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach().to(ema_params[0].dtype) for p in model.parameters()], 1 - decay)
-        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)  # BatchNorm statistics are copied, not averaged
+        if self._param_lists is None:  # the tensors are updated in place: collect them once
+            self._param_lists = (list(self.model.parameters()), list(model.parameters()))
+            self._buffer_lists = (list(self.model.buffers()), list(model.buffers()))
+        torch._foreach_lerp_(self._param_lists[0], self._param_lists[1], 1 - decay)
+        if self._buffer_lists[0]:
+            torch._foreach_copy_(
+                self._buffer_lists[0], self._buffer_lists[1]
+            )  # BatchNorm statistics are copied, not averaged
 
 
 # ------------------------------------------------------------------------------------------------------ checkpoints
@@ -693,8 +700,12 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     batches = source.batches(device, first_step)
     progress = _progress(accelerator, first_step, config.max_train_steps)
     noise_std = config.reconstructor_noise_std
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     running, num_running = None, 0  # device-side sums of the logged losses since the last read-back
+    # The common case, one process-local step with no scaler and no accumulation, skips Accelerate's per-step
+    # wrappers (a file-system probe in its optimizer step, two no-op contexts): measured +0.5 ms on a 3.3 ms step.
+    fast_path = accelerator.scaler is None and config.gradient_accumulation_steps == 1
+    step_optimizer = optimizer.optimizer if fast_path else optimizer
+    no_context = fast_path and config.mixed_precision == "no"
     last_checkpoint = list_checkpoints(output_dir)[-1].name if list_checkpoints(output_dir) else None
     start_time, step = time.perf_counter(), first_step
     # steps/s is timed after a warm-up (allocator, torch.compile, first dataloader batches)
@@ -704,7 +715,12 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     for step in range(first_step + 1, config.max_train_steps + 1):
         for _ in range(config.gradient_accumulation_steps):
             real = next(batches)
-            with accelerator.accumulate(generator, reconstructor, discriminator), accelerator.autocast():
+            context = (
+                contextlib.nullcontext()
+                if no_context
+                else _contexts(accelerator.accumulate(generator, reconstructor, discriminator), accelerator.autocast())
+            )
+            with context:
                 latents = torch.randn(latent_shape, device=device)
                 losses: StepLosses = compute_losses(
                     config.objective,
@@ -722,33 +738,34 @@ def train(config: TrainingConfig) -> VEEGAN | None:
                     unrolled_learning_rate=d_lr,
                 )
                 accelerator.backward(losses.total)
-                optimizer.step()
+                step_optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                step_optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.update(raw["generator"])
         # device-side bookkeeping only: no host sync until the logging interval
-        logs = losses.logs()
-        nonfinite |= ~torch.isfinite(losses.total.detach())
+        logs = losses.logs()  # a NaN or Inf in any term stays in these sums until they are checked
         running = logs if running is None else {k: running[k] + v for k, v in logs.items()}
         num_running += 1
 
         if step % config.logging_steps == 0 or step == config.max_train_steps:
-            if nonfinite.item():
+            if _diverged(running):
                 _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
             values = {k: v.item() / num_running for k, v in running.items()}
             values["lr"] = scheduler.get_last_lr()[0]
             values["perf/steps_per_second"] = (step - first_step) / (time.perf_counter() - start_time)
             accelerator.log(values, step=step)
-            progress.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")})
+            # refresh=False: the bar redraws on its own schedule; a forced redraw floods log files
+            postfix = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")}
+            progress.set_postfix(postfix, refresh=False)
             running, num_running = None, 0
         progress.update(1)
         if step == timed_from:
             timed_start = time.perf_counter()
 
         if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_train_steps:
-            if nonfinite.item():  # never checkpoint a diverged model over a good one
+            if _diverged(running):  # never checkpoint a diverged model over a good one
                 _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
             last_checkpoint = save_checkpoint(
                 accelerator, output_dir, step, config.checkpoints_total_limit, export_to
@@ -759,7 +776,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     progress.close()
     loop_seconds = time.perf_counter() - timed_start
     steps_per_second = (step - timed_from) / loop_seconds if step > timed_from else 0.0  # 0.0: too short to time
-    if nonfinite.item():
+    if _diverged(running):
         _stop_on_nonfinite(accelerator, step, last_checkpoint, config)
 
     _check_ranks_agree(accelerator, raw)
@@ -808,6 +825,19 @@ def _progress(accelerator, first_step: int, total: int):
         dynamic_ncols=True,
         mininterval=0.5 if sys.stderr.isatty() else 30,  # log files get a line every 30 s, not every step
     )
+
+
+def _contexts(*managers):
+    """Enters several context managers as one."""
+    stack = contextlib.ExitStack()
+    for manager in managers:
+        stack.enter_context(manager)
+    return stack
+
+
+def _diverged(running: dict[str, torch.Tensor] | None) -> bool:
+    """One host sync: is any running loss sum NaN or Inf?"""
+    return running is not None and not bool(torch.isfinite(torch.stack(list(running.values()))).all())
 
 
 def _stop_on_nonfinite(accelerator, step: int, last_checkpoint: str | None, config: TrainingConfig) -> None:

@@ -17,7 +17,7 @@ METRIC_NAMES = {
     "modes_captured": ("Modes captured", "modes_captured"),
     "hq_percent": ("High-quality samples (%)", "hq_percent"),
     "reverse_kl": ("Reverse KL to uniform modes", "reverse_kl"),
-    "modes_covered": ("Modes covered (of 1000)", "modes_covered"),
+    "modes_covered": ("Modes covered", "modes_covered"),
     "kl": ("KL(p_gen || p_data)", "kl"),
     "reconstruction_mse": ("Reconstruction MSE G(F(x))", "mse"),
     "ivom": ("IvOM (MSE after optimization)", "mse"),
@@ -37,6 +37,7 @@ def _template() -> Template:
 def create_model_card(
     pipeline: "VEEGAN",
     repo_id: str | None = None,
+    save_directory: str | Path | None = None,
     dataset_name: str | None = None,
     metrics: dict[str, float] | None = None,
     training_config: dict[str, Any] | None = None,
@@ -47,6 +48,7 @@ def create_model_card(
     Args:
         pipeline (`VEEGAN`): the model to describe; its network configs fill the architecture table.
         repo_id (`str`, *optional*): the Hub id shown in the usage snippet; a placeholder when unknown.
+        save_directory (`str` or `Path`, *optional*): names the model in the card when there is no `repo_id`.
         dataset_name (`str`, *optional*): the training data, recorded under `datasets` when it is a Hub id.
         metrics (`dict[str, float]`, *optional*): measured metrics; they fill the evaluation table and the model-index.
         training_config (`dict`, *optional*): the resolved training options, shown in a collapsible section.
@@ -56,7 +58,7 @@ def create_model_card(
     """
     is_image = pipeline.is_image_model
     task = "unconditional-image-generation" if is_image else "tabular-to-tabular"
-    model_name = repo_id.split("/")[-1] if repo_id else "veegan"
+    model_name = (repo_id or "").split("/")[-1] or (Path(save_directory).name if save_directory else "veegan")
     metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
     is_hub_dataset = bool(dataset_name) and "/" in dataset_name and not Path(dataset_name).exists()
     eval_results = [

@@ -280,7 +280,7 @@ class VEEGAN(DiffusionPipeline):
         for key, value in (("dataset_name", dataset_name), ("metrics", metrics), ("training_config", training_config)):
             if value is not None:
                 self.card_metadata[key] = value
-        card = create_model_card(self, repo_id=repo_id, **self.card_metadata)
+        card = create_model_card(self, repo_id=repo_id, save_directory=save_directory, **self.card_metadata)
         card.save(os.path.join(save_directory, "README.md"))
 
     def push_to_hub(
@@ -381,7 +381,7 @@ class VEEGAN(DiffusionPipeline):
             elif not x.is_floating_point():
                 raise ValueError(f"expected uint8 or float pixels, got {x.dtype}.")
             x = x.float()
-            lo, hi = x.min().item(), x.max().item()
+            lo, hi = (v.item() for v in torch.aminmax(x))  # one pass over the pixels
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
                 raise ValueError(
                     f"expected float pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]. "
