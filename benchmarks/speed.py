@@ -44,6 +44,7 @@ from torch.func import functional_call
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `training.train` is a script folder, not an installed package
 
+from benchmarks.table1 import _cpu_name  # noqa: E402
 from training import train as train_module  # noqa: E402
 from veegan_hf import VEEGAN, VEEGANGenerator, VEEGANReconstructor  # noqa: E402
 from veegan_hf.data import get_mixture, mnist_pixel_values, mnist_split  # noqa: E402
@@ -70,16 +71,6 @@ SCALING_IMAGE_BATCH = 64  # the stacked_mnist preset's batch, for the image-size
 
 
 # ------------------------------------------------------------------------------------------------------- environment
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _commit() -> dict:

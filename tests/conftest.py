@@ -39,3 +39,15 @@ def make_pipeline(family: str, seed: int = 0, discriminator: bool = True, **over
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """In-process training runs each build their own Accelerator: reset Accelerate's process-wide singletons."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()

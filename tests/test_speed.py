@@ -14,15 +14,8 @@ from benchmarks import speed
 
 
 @pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """The benchmark runs train() in-process several times; other test modules may have left an Accelerator."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+def _reset_accelerate(fresh_accelerate_state):
+    """Every test here trains in-process."""
 
 
 def numbers(node, path: str = "") -> Iterator[tuple[str, float]]:

@@ -37,15 +37,8 @@ TINY = [
 
 
 @pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each in-process run builds its own Accelerator (mixed precision differs between tests)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+def _reset_accelerate(fresh_accelerate_state):
+    """Every test here trains in-process."""
 
 
 def run(*args: str) -> int:

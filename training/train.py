@@ -650,7 +650,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
         source.dataloader, source.accelerator = prepared[4], accelerator
     # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step.
     # Its state and the EMA's are saved as JSON and safetensors by save_checkpoint, not by Accelerate's
-    # register_for_checkpointing, which would unpickle them on resume (torch.load(weights_only=False)).
+    # register_for_checkpointing, which would unpickle them on resume (weights_only=False).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, _lr_lambda(config))
     raw = {
         name: accelerator.unwrap_model(m)
