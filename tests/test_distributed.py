@@ -35,7 +35,7 @@ def _launch(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
         str(REPO / "training" / "train.py"),
         *args,
     ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_two_process_cpu_run_keeps_ranks_identical(tmp_path):

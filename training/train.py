@@ -810,7 +810,12 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
     accelerator.end_training()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # gloo's worker thread frees the last collective's tensors after the collective returns, and needs the GIL to
+        # do it. If the main thread is by then inside the process group's destructor (which holds the GIL while it
+        # joins that thread), both wait forever. Sleeping releases the GIL so the worker finishes first.
+        time.sleep(0.2)
         torch.distributed.destroy_process_group()
+        time.sleep(0.2)
     return pipe
 
 
