@@ -51,3 +51,31 @@ def fresh_accelerate_state():
     yield
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """Replaces the Hub calls of `push_to_hub`: records them and keeps a copy of each uploaded folder.
+
+    Returns a namespace with `create_repo` (list of `(repo_id, kwargs)`), `uploads` (list of `(repo_id, kwargs)`) and
+    `folder`, where the last upload was copied before its temporary folder disappeared.
+    """
+    import shutil
+    import types
+
+    import veegan_hf.pipeline_veegan as pipeline_module
+
+    hub = types.SimpleNamespace(create_repo=[], uploads=[], folder=tmp_path / "uploaded")
+
+    def create_repo(repo_id, **kwargs):
+        hub.create_repo.append((repo_id, kwargs))
+        return types.SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(*, repo_id, folder_path, **kwargs):
+        hub.uploads.append((repo_id, kwargs))
+        shutil.copytree(folder_path, hub.folder, dirs_exist_ok=True)
+        return f"https://huggingface.co/{repo_id}/commit/abc"
+
+    monkeypatch.setattr(pipeline_module, "create_repo", create_repo)
+    monkeypatch.setattr(pipeline_module, "upload_folder", upload_folder)
+    return hub

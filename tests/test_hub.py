@@ -8,7 +8,6 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-import veegan_hf.pipeline_veegan as pipeline_module
 from tests.conftest import make_pipeline
 from veegan_hf import VEEGAN
 
@@ -50,29 +49,15 @@ def test_missing_repo_offline_says_what_to_do(tmp_path, monkeypatch):
         VEEGAN.from_pretrained("org/not-there")
 
 
-def test_push_to_hub_uploads_pipeline_and_card(tmp_path, monkeypatch):
-    calls = {}
-
-    def fake_create_repo(repo_id, **kwargs):
-        calls["create_repo"] = (repo_id, kwargs)
-        return type("RepoUrl", (), {"repo_id": repo_id})()
-
-    def fake_upload_folder(*, repo_id, folder_path, **kwargs):
-        calls["upload"] = (repo_id, kwargs)
-        # copy what would be uploaded before the temporary folder disappears
-        shutil.copytree(folder_path, tmp_path / "uploaded")
-        return "https://huggingface.co/org/veegan-ring/commit/abc"
-
-    monkeypatch.setattr(pipeline_module, "create_repo", fake_create_repo)
-    monkeypatch.setattr(pipeline_module, "upload_folder", fake_upload_folder)
+def test_push_to_hub_uploads_pipeline_and_card(fake_hub):
     pipe = make_pipeline("mlp-2d")
     metrics = {"modes_captured": 8, "hq_percent": 98.5, "reverse_kl": 0.01}
     url = pipe.push_to_hub(
         "org/veegan-ring", private=True, dataset_name="ring", metrics=metrics, training_config={"learning_rate": 1e-3}
     )
     assert url.endswith("/commit/abc")
-    assert calls["create_repo"] == ("org/veegan-ring", {"private": True, "token": None, "exist_ok": True})
-    uploaded = tmp_path / "uploaded"
+    assert fake_hub.create_repo == [("org/veegan-ring", {"private": True, "token": None, "exist_ok": True})]
+    uploaded = fake_hub.folder
     files = sorted(str(p.relative_to(uploaded)) for p in uploaded.rglob("*") if p.is_file())
     assert files == [
         "README.md",

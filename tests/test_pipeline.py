@@ -208,9 +208,8 @@ def test_mismatched_networks_rejected():
         VEEGAN(generator=VEEGANGenerator(latent_dim=4), reconstructor=VEEGANReconstructor(latent_dim=5))
 
 
-def test_design_md_snippet_runs_as_written(tmp_path, monkeypatch):
+def test_design_md_snippet_runs_as_written(tmp_path, monkeypatch, fake_hub):
     """The Public API block of DESIGN.md, with the Hub id served from a local cache and the push replaced."""
-    import veegan_hf.pipeline_veegan as pipeline_module
     from tests.test_hub import fill_hub_cache
 
     g = VEEGANGenerator(architecture="mlp", latent_dim=16, data_dim=2)
@@ -221,11 +220,8 @@ def test_design_md_snippet_runs_as_written(tmp_path, monkeypatch):
     pipe.save_pretrained(tmp_path / "out")
     fill_hub_cache(tmp_path / "out", tmp_path / "cache", "org/veegan-celeba", monkeypatch)
     pipe = VEEGAN.from_pretrained("org/veegan-celeba")
-    uploads = []
-    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kw: type("R", (), {"repo_id": repo_id}))
-    monkeypatch.setattr(pipeline_module, "upload_folder", lambda **kw: uploads.append(kw) or "commit")
     pipe.push_to_hub("org/veegan-celeba")
-    assert uploads and uploads[0]["repo_id"] == "org/veegan-celeba"
+    assert fake_hub.uploads and fake_hub.uploads[0][0] == "org/veegan-celeba"
 
     out = pipe(batch_size=16, generator=torch.Generator().manual_seed(0), output_type="pil")
     images = out.images

@@ -462,19 +462,8 @@ def test_table1_smoke(tmp_path):
     assert "VEEGAN (ours)" in markdown and "(paper's Table 1)" in markdown
 
 
-def test_push_to_hub_from_training(tmp_path, monkeypatch):
+def test_push_to_hub_from_training(tmp_path, fake_hub):
     """--push_to_hub uploads the exported pipeline with a card that carries the measured metrics."""
-    import veegan_hf.pipeline_veegan as pipeline_module
-
-    uploaded = {}
-
-    def fake_upload_folder(*, repo_id, folder_path, **kwargs):
-        uploaded["repo_id"] = repo_id
-        shutil.copytree(folder_path, tmp_path / "uploaded")
-        return "commit-url"
-
-    monkeypatch.setattr(pipeline_module, "create_repo", lambda repo_id, **kw: type("R", (), {"repo_id": repo_id})())
-    monkeypatch.setattr(pipeline_module, "upload_folder", fake_upload_folder)
     out = tmp_path / "run"
     assert (
         run(
@@ -492,8 +481,8 @@ def test_push_to_hub_from_training(tmp_path, monkeypatch):
         )
         == 0
     )
-    assert uploaded["repo_id"] == "org/veegan-ring"
-    card = (tmp_path / "uploaded" / "README.md").read_text()
+    assert [repo_id for repo_id, _ in fake_hub.uploads] == ["org/veegan-ring"]
+    card = (fake_hub.folder / "README.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"value: {float(metrics['hq_percent'])}" in card and 'from_pretrained("org/veegan-ring")' in card
     assert "secret" not in card and "secret" not in (out / "training_config.json").read_text()
