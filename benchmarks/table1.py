@@ -41,6 +41,9 @@ PAPER = {  # Table 1 of the paper: (modes, HQ %)
     "VEEGAN": {"ring": (8, 52.9), "grid": (24.6, 40), "synthetic1200": (5.5, 28.29)},
 }
 SMOKE_OVERRIDES = ["--max_train_steps", "20", "--train_batch_size", "64"]
+RUN_RECORD = "table1_run.json"
+# relative cost of a run (measured per-step time x steps), to start the longest first: a shorter makespan on few cores
+COST = {"unrolled": 4.0, "_paper": 4.0}
 
 
 def _one_thread() -> None:
@@ -79,7 +82,32 @@ def run_one(job: dict) -> dict:
     config = train_module.parse_config(argv)
     train_module.train(config)
     metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())
-    return {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
+    run = {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
+    # written last, so its presence means the run finished; `--work_dir` reuses it when the code is unchanged
+    _write_atomic(Path(job["output_dir"]) / RUN_RECORD, json.dumps(run, indent=2))
+    return run
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def finished_run(job: dict) -> dict | None:
+    """The record of a finished run of exactly this job at exactly this commit, or None.
+
+    A long table survives interruption: rerunning the same command with the same `--work_dir` trains only what is
+    missing. A record from other code (another commit, or a dirty tree) is never reused.
+    """
+    path = Path(job["output_dir"]) / RUN_RECORD
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same_job = all(run.get(key) == value for key, value in job.items())
+    clean = not job["commit"].endswith("-dirty") and job["commit"] != "unknown"
+    return run if same_job and clean else None
 
 
 def _cpu_name() -> str:
@@ -141,8 +169,11 @@ def to_markdown(summary: dict, meta: dict) -> str:
     note = (
         f"\nMean ± std over {meta['seeds']} seed(s) of training; 2,500 samples per run, scored as in BENCHMARKS.md. "
         f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
-        f"{meta['cpu']}. Command: `{meta['command']}`.\n"
+        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
     )
+    if meta["reused_runs"]:
+        note += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
+    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -205,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = "_smoke" if args.smoke else ""
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="table1_"))
+    commit = _commit()  # taken before training: a tree edited mid-run must not relabel finished runs
     jobs = [
         {
             "method": method,
@@ -214,16 +246,22 @@ def main(argv: list[str] | None = None) -> int:
             "objective": METHODS[method][1],
             "output_dir": str(work / f"{dataset}-{METHODS[method][1]}{METHODS[method][0]}-seed{seed}"),
             "overrides": SMOKE_OVERRIDES if args.smoke else [],
+            "commit": commit,
         }
         for dataset in args.datasets
         for method in args.methods
         for seed in range(seeds)
     ]
+    runs = [run for run in map(finished_run, jobs) if run is not None]
+    done = {run["output_dir"] for run in runs}
+    todo = [job for job in jobs if job["output_dir"] not in done]
+    todo.sort(key=lambda job: -COST.get(job["objective"], COST.get(job["suffix"], 1.0)))
+    if runs:
+        print(f"reusing {len(runs)} finished run(s) of commit {commit} from {work}", flush=True)
     start = time.perf_counter()
     # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
     with multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_one_thread) as pool:
-        runs = []
-        for run in pool.imap_unordered(run_one, jobs):
+        for run in pool.imap_unordered(run_one, todo):
             m = run["metrics"]
             print(
                 f"{run['dataset']:>14} {run['method']:<22} seed {run['seed']}: {m['modes_captured']}/"
@@ -235,12 +273,16 @@ def main(argv: list[str] | None = None) -> int:
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
+    if _commit() != commit:
+        commit += "-dirty"  # the tree changed while the runs trained
     meta = {
-        "commit": _commit(),
+        "commit": commit,
         "cpu": _cpu_name(),
         "jobs": args.jobs,
         "seeds": seeds,
         "wall_minutes": wall / 60,
+        "reused_runs": len(done),
+        "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
         "python": platform.python_version(),
         "command": "python benchmarks/table1.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }

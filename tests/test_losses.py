@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as nnf
 
 from tests.conftest import make_pipeline
+from veegan_hf import VEEGANDiscriminator
 from veegan_hf.losses import adversarial_generator_loss, discriminator_loss, generator_loss, reconstruction_loss
 from veegan_hf.objectives import veegan_losses
 
@@ -91,3 +92,24 @@ def test_noise_std_zero_gives_deterministic_real_pairs():
         "logits/real",
         "logits/fake",
     }
+
+
+def test_packed_veegan_judges_whole_packs_of_pairs():
+    """pack_size=m: D sees m (z, x) pairs concatenated, and G still gets exactly Algorithm 1's gradient from it."""
+    pipe = make_pipeline("mlp-2d")
+    discriminator = VEEGANDiscriminator(latent_dim=8, data_dim=2, hidden_dim=16, pack_size=2)
+    real, latents = torch.randn(6, 2), torch.randn(6, 8)
+    args = (pipe.generator, pipe.reconstructor, discriminator, real, latents)
+    losses = veegan_losses(*args, noise_std=0.0, pack_size=2)
+    assert losses.fake_logits.shape == losses.real_logits.shape == (3,)  # one judgement per pack of 2
+
+    fake = pipe.generator(latents)
+    fake_logits = discriminator(fake.reshape(3, 4), latents.reshape(3, 16))  # pairs (0, 1), (2, 3), (4, 5)
+    real_logits = discriminator(real.reshape(3, 4), pipe.reconstructor(real).reshape(3, 16))
+    assert torch.allclose(losses.discriminator, discriminator_loss(fake_logits, real_logits))
+    reference = fake_logits.mean() + (latents - pipe.reconstructor(fake)).pow(2).sum(1).mean()
+    ours = torch.autograd.grad(losses.total, list(pipe.generator.parameters()))
+    expected = torch.autograd.grad(reference, list(pipe.generator.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, expected))
+    with pytest.raises(ValueError, match="not a multiple of pack_size=4"):
+        veegan_losses(*args, noise_std=0.0, pack_size=4)

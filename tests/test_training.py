@@ -462,6 +462,33 @@ def test_table1_smoke(tmp_path):
     assert "VEEGAN (ours)" in markdown and "(paper's Table 1)" in markdown
 
 
+def test_table1_resumes_only_runs_of_the_same_clean_commit(tmp_path, monkeypatch):
+    """An interrupted table reruns only what is missing; records from other or uncommitted code are retrained."""
+    from benchmarks import table1
+
+    argv = ["--smoke", "--jobs", "1", "--datasets", "ring", "--methods", "GAN"]
+    argv += ["--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "runs")]
+    record = tmp_path / "runs" / "ring-gan-seed0" / table1.RUN_RECORD
+
+    def meta_at(commit: str) -> dict:
+        monkeypatch.setattr(table1, "_commit", lambda: commit)
+        assert table1.main(argv) == 0
+        return json.loads((tmp_path / "table1_smoke.json").read_text())["meta"]
+
+    assert meta_at("a" * 40)["reused_runs"] == 0
+    first = json.loads(record.read_text())
+    assert first["commit"] == "a" * 40 and first["metrics"]["num_samples"] == 2500
+
+    meta = meta_at("a" * 40)  # same commit: nothing trains again
+    assert meta["reused_runs"] == 1 and json.loads(record.read_text()) == first
+    assert "reused from an interrupted invocation" in (tmp_path / "table1_smoke.md").read_text()
+
+    assert meta_at("b" * 40)["reused_runs"] == 0  # other code: retrained, and the record now says so
+    assert json.loads(record.read_text())["commit"] == "b" * 40
+    assert meta_at("b" * 40 + "-dirty")["reused_runs"] == 0  # an uncommitted tree is never trusted
+    assert meta_at("b" * 40 + "-dirty")["reused_runs"] == 0
+
+
 def test_push_to_hub_from_training(tmp_path, fake_hub):
     """--push_to_hub uploads the exported pipeline with a card that carries the measured metrics."""
     out = tmp_path / "run"

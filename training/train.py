@@ -74,6 +74,7 @@ class TrainingConfig:
     adversarial_loss: str = "paper"  # "paper" (raw logit, Algorithm 1) or "non_saturating"
     reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
     pack_size: int = 2  # PacGAN's m
+    joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
     unrolled_steps: int = 5  # Unrolled GAN's k
 
     # optimization
@@ -134,6 +135,7 @@ _POSITIVE = (
     "gradient_accumulation_steps",
     "logging_steps",
     "pack_size",
+    "joint_pack_size",
     "unrolled_steps",
     "discriminator_num_hidden_layers",
 )
@@ -209,6 +211,12 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(f"--ema_decay {config.ema_decay} must be in [0, 1), e.g. 0.999.")
     if not 0 <= config.adam_beta1 < 1 or not 0 <= config.adam_beta2 < 1:
         raise ConfigError(f"--adam_beta1/--adam_beta2 ({config.adam_beta1}, {config.adam_beta2}) must be in [0, 1).")
+    pack = {"pacgan": ("pack_size", config.pack_size), "veegan": ("joint_pack_size", config.joint_pack_size)}
+    name, size = pack.get(config.objective, ("", 1))
+    if config.train_batch_size % size:
+        raise ConfigError(
+            f"--train_batch_size {config.train_batch_size} is not a multiple of --{name} {size}: D judges whole packs."
+        )
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
     if config.dataset_name in MIXTURE_NAMES and config.architecture == "dcgan" and not config.train_data_dir:
@@ -457,13 +465,14 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
         noise_std=config.reconstructor_noise_std,
         activation=config.activation,
     )
-    # GAN-style objectives judge x alone; PacGAN judges pack_size samples at once
+    # GAN-style objectives judge x alone; PacGAN judges pack_size samples at once, VEEGAN joint_pack_size pairs
     joint = config.objective in ("veegan", "ali")
+    pack_size = {"pacgan": config.pack_size, "veegan": config.joint_pack_size}.get(config.objective, 1)
     discriminator = VEEGANDiscriminator(
         **{**shape, "latent_dim": config.latent_dim if joint else 0},
         hidden_dim=config.discriminator_hidden_dim,
         num_hidden_layers=config.discriminator_num_hidden_layers,
-        pack_size=config.pack_size if config.objective == "pacgan" else 1,
+        pack_size=pack_size,
         sample_scale=config.discriminator_sample_scale,
     )
     return generator, reconstructor, discriminator
@@ -733,7 +742,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
                     reconstruction_weight=config.reconstruction_weight,
                     adversarial_loss=config.adversarial_loss,
                     discriminator_module=raw["discriminator"],
-                    pack_size=config.pack_size,
+                    pack_size=raw["discriminator"].config.pack_size,
                     unrolled_steps=config.unrolled_steps,
                     unrolled_learning_rate=d_lr,
                 )

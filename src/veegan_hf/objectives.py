@@ -97,6 +97,7 @@ def veegan_losses(
     noise_std: float,
     reconstruction_weight: float = 1.0,
     adversarial_loss: str = "paper",
+    pack_size: int = 1,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
@@ -111,6 +112,8 @@ def veegan_losses(
         noise_std (`float`): std of p_theta(z | x) around F(x); the reconstructor's `noise_std`.
         reconstruction_weight (`float`, *optional*, defaults to 1.0): lambda on ||z - F(G(z))||^2 in G's loss.
         adversarial_loss (`str`, *optional*, defaults to `"paper"`): `"paper"` or `"non_saturating"`.
+        pack_size (`int`, *optional*, defaults to 1): D judges `pack_size` (z, x) pairs at once (PacGAN's packing
+            applied to the joint D, which has `pack_size=m`); 1 is Algorithm 1.
         discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator, used for G's frozen view of D;
             defaults to `discriminator`.
     """
@@ -123,18 +126,21 @@ def veegan_losses(
     # data pairs by z alone (F(x) lies on a data_dim-dimensional manifold inside latent space).
     real_latents = _noisy(real_means.detach(), noise_std)
 
-    logits = discriminator(
-        torch.cat([fake_samples.detach(), real_samples]), torch.cat([latents, real_latents])
-    )  # (2 * batch,)
-    d_loss = discriminator_loss(logits[:batch], logits[batch:])
+    # Packed per side (a pack never mixes generated and data pairs): (num, pack_size * dim) each
+    fake_x, real_x = pack(fake_samples.detach(), pack_size), pack(real_samples, pack_size)
+    fake_z, real_z = pack(latents, pack_size), pack(real_latents, pack_size)
+    num = fake_x.shape[0]
+    logits = discriminator(torch.cat([fake_x, real_x]), torch.cat([fake_z, real_z]))  # (2 * num,)
+    d_loss = discriminator_loss(logits[:num], logits[num:])
 
     # G's view of the same D (the pre-update weights), held fixed: line 11 trains gamma only.
-    fake_logits = _frozen_forward(discriminator_module or discriminator, fake_samples, latents)  # (batch,)
+    d_frozen = discriminator_module or discriminator
+    fake_logits = _frozen_forward(d_frozen, pack(fake_samples, pack_size), fake_z)  # (num,)
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
     # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
     g_loss = generator_loss(fake_logits, reconstruction, reconstruction_weight, adversarial_loss)
     zero = d_loss.new_zeros(())
-    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[batch:], fake_logits=logits[:batch])
+    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[num:], fake_logits=logits[:num])
 
 
 def ali_losses(
@@ -226,7 +232,7 @@ def compute_losses(
     noise_std: float = 1.0,
     reconstruction_weight: float = 1.0,
     adversarial_loss: str = "paper",
-    pack_size: int = 2,
+    pack_size: int = 1,
     unrolled_steps: int = 5,
     unrolled_learning_rate: float = 1e-3,
     discriminator_module: nn.Module | None = None,
@@ -241,6 +247,7 @@ def compute_losses(
             noise_std=noise_std,
             reconstruction_weight=reconstruction_weight,
             adversarial_loss=adversarial_loss,
+            pack_size=pack_size,
             discriminator_module=discriminator_module,
         )
     if objective == "ali":
