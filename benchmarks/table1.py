@@ -7,6 +7,9 @@ Every method trains with `training/train.py` on the dataset's preset (`training/
 networks, batch, steps and optimizer are shared and only `--objective` differs. The paper-faithful VEEGAN recipe
 (`<dataset>_paper.yaml`) is its own row. Runs go in parallel, one process and one thread per run. The results carry
 the commit, the wall time and the CPU: `benchmarks/results/table1.{json,md}` and `table1_<dataset>.png`.
+
+A long run survives interruption. Rerun the same command with the same `--work_dir DIR`, and it trains
+only the missing runs. A finished run is reused only if it came from the same commit of a clean tree.
 """
 
 import argparse
@@ -41,7 +44,7 @@ PAPER = {  # Table 1 of the paper: (modes, HQ %)
     "VEEGAN": {"ring": (8, 52.9), "grid": (24.6, 40), "synthetic1200": (5.5, 28.29)},
 }
 SMOKE_OVERRIDES = ["--max_train_steps", "20", "--train_batch_size", "64"]
-RUN_RECORD = "table1_run.json"
+RUN_RECORD = "benchmark_run.json"
 # relative cost of a run (measured per-step time x steps), to start the longest first: a shorter makespan on few cores
 COST = {"unrolled": 4.0, "_paper": 4.0}
 
@@ -53,7 +56,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def run_one(job: dict) -> dict:
+def train_run(job: dict) -> dict:
     """One training run in a pool worker: no trackers, the full-protocol evaluation at the end."""
     from accelerate.state import AcceleratorState, GradientState
 
@@ -82,9 +85,17 @@ def run_one(job: dict) -> dict:
     config = train_module.parse_config(argv)
     train_module.train(config)
     metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())
-    run = {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
-    # written last, so its presence means the run finished; `--work_dir` reuses it when the code is unchanged
-    _write_atomic(Path(job["output_dir"]) / RUN_RECORD, json.dumps(run, indent=2))
+    return {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def run_one(job: dict) -> dict:
+    """`train_run`, then the record that lets an interrupted table reuse it."""
+    return save_record(train_run(job))
+
+
+def save_record(run: dict) -> dict:
+    """Writes `run` as its folder's record, last and atomically: its presence means the run finished."""
+    _write_atomic(Path(run["output_dir"]) / RUN_RECORD, json.dumps(run, indent=2))
     return run
 
 

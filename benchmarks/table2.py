@@ -18,6 +18,9 @@ Wall time, measured at 50 steps on one thread and extrapolated to the preset's 2
 about 37 min (DCGAN), 46 min (VEEGAN), 49 min (ALI), 27 min (PacGAN) or 4.4 h (Unrolled GAN, 5 unrolled D steps),
 plus ~30 s of scoring. The default 2 methods x 3 seeds take about 2.2 h with `--jobs 2` on 2 cores; all five
 methods about 10.6 h.
+
+A long run survives interruption. Rerun the same command with the same `--work_dir DIR`, and it trains
+only the missing runs. A finished run is reused only if it came from the same commit of a clean tree.
 """
 
 import argparse
@@ -35,8 +38,8 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `benchmarks` and `training` are script folders, not installed packages
 
-from benchmarks.table1 import _commit, _cpu_name, _one_thread  # noqa: E402
-from benchmarks.table1 import run_one as train_one  # noqa: E402
+from benchmarks.table1 import _commit, _cpu_name, _one_thread, finished_run, save_record  # noqa: E402
+from benchmarks.table1 import train_run as train_one  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -105,7 +108,7 @@ def run_one(job: dict) -> dict:
     if job["figure"]:  # here, not in the parent: the parent then never pays for importing torch and diffusers
         image_grid(draw_samples(pipe, 64, seed=0), num_columns=8, scale=2).save(job["figure"])
     eval_seconds = round(time.perf_counter() - start, 1)
-    return {
+    run = {
         **run,
         "torch": torch.__version__,
         "metrics": metrics,
@@ -113,6 +116,7 @@ def run_one(job: dict) -> dict:
         "eval_seconds": eval_seconds,
         "wall_seconds": round(run["wall_seconds"] + eval_seconds, 1),
     }
+    return save_record(run)  # a rerun with the same --work_dir at the same commit reuses it
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -161,8 +165,11 @@ def to_markdown(summary: dict, meta: dict) -> str:
         f"random N(0, I) starts and F(x), each with {budget['num_steps']} Adam steps of lr {budget['learning_rate']}; "
         "per-pixel MSE with pixels in [0, 1]. The paper's IvOM values are for CIFAR-10, not Stacked MNIST. "
         f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
-        f"{meta['cpu']}. Command: `{meta['command']}`.\n"
+        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
     )
+    if meta["reused_runs"]:
+        note += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
+    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides += ["--max_train_steps", str(steps)]
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="table2_"))
+    commit = _commit()  # taken before training: a tree edited mid-run must not relabel finished runs
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     jobs = [
@@ -204,16 +212,21 @@ def main(argv: list[str] | None = None) -> int:
             "ivom_budget": ivom_budget,
             # an 8x8 sample grid per method, from its first seed (the paper's Figure 3)
             "figure": str(results / f"table2{tag}_{method}.png") if seed == 0 else None,
+            "commit": commit,
         }
         for method in args.methods
         for seed in range(seeds)
     ]
-    processes = min(args.jobs, len(jobs))
+    runs = [run for run in map(finished_run, jobs) if run is not None]
+    done = {run["output_dir"] for run in runs}
+    todo = [job for job in jobs if job["output_dir"] not in done]
+    if runs:
+        print(f"reusing {len(runs)} finished run(s) of commit {commit} from {work}", flush=True)
+    processes = max(1, min(args.jobs, len(todo)))
     start = time.perf_counter()
     # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
     with multiprocessing.get_context("spawn").Pool(processes, initializer=_one_thread) as pool:
-        runs = []
-        for run in pool.imap_unordered(run_one, jobs):
+        for run in pool.imap_unordered(run_one, todo):
             m = run["metrics"]
             print(
                 f"{METHODS[run['method']]:<13} seed {run['seed']}: {m['modes_covered']}/{m['num_modes']} modes, "
@@ -225,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
 
     first = runs[0]["metrics"]
+    if _commit() != commit:
+        commit += "-dirty"  # the tree changed while the runs trained
     meta = {
-        "commit": _commit(),
+        "commit": commit,
         "cpu": _cpu_name(),
         "jobs": processes,
         "seeds": seeds,
@@ -235,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "classifier_accuracy": first["classifier_accuracy"],
         "ivom": {**ivom_budget, "data_seed": IVOM_DATA_SEED, "start_seed": IVOM_START_SEED, "split": "classifier_test"},
         "wall_minutes": wall / 60,
+        "reused_runs": len(done),
+        "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
         "python": platform.python_version(),
         "torch": runs[0]["torch"],
         "command": "python benchmarks/table2.py " + " ".join(argv if argv is not None else sys.argv[1:]),

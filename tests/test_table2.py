@@ -66,7 +66,8 @@ def test_inversion_rejects_bad_inputs(pipe_and_images):
 
 
 @pytest.mark.slow
-def test_smoke_run_writes_the_table(tmp_path):
+def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(table2, "_commit", lambda: "c" * 40)  # a clean commit, so that the rerun below may reuse
     results = tmp_path / "results"
     assert table2.main(["--smoke", "--jobs", "2", "--results_dir", str(results), "--work_dir", str(tmp_path)]) == 0
 
@@ -97,3 +98,8 @@ def test_smoke_run_writes_the_table(tmp_path):
     assert payload["figures"] == sorted(f"table2_smoke_{m}.png" for m in table2.DEFAULT_METHODS)
     for name in payload["figures"]:
         assert (results / name).stat().st_size > 0
+
+    # the same command again reuses every finished run and trains nothing: the same numbers, marked as reused
+    assert table2.main(["--smoke", "--jobs", "2", "--results_dir", str(results), "--work_dir", str(tmp_path)]) == 0
+    again = json.loads((results / "table2_smoke.json").read_text())
+    assert again["meta"]["reused_runs"] == len(payload["runs"]) and again["summary"] == payload["summary"]

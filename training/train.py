@@ -644,7 +644,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             {"params": discriminator.parameters(), "lr": d_lr},
         ],
         betas=(config.adam_beta1, config.adam_beta2),
-        foreach=True,  # one fused launch for all tensors (CPU default is a Python loop)
+        # fused: one kernel updates every tensor; foreach is the next best, where fused is not built (e.g. XPU)
+        **({"fused": True} if accelerator.device.type in ("cpu", "cuda") else {"foreach": True}),
     )
     # one prepare call for the networks, the optimizer and the dataloader (only Hub/local image data has one)
     prepared = accelerator.prepare(
