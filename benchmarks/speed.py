@@ -7,6 +7,7 @@
 One run measures, on the same networks, batch, threads and data:
 1. training steps/s of `training/train.py`'s `train()` (with and without EMA) and of a bare loop written out below,
    for the `grid` MLP preset and the `stacked_mnist` conv preset, alternating package and bare in each of R repeats;
+   the bare loop steps `Adam(foreach=True)`, `train()` the fused Adam kernel where torch builds it (CPU, CUDA);
 2. the same with `torch.compile` (an error is recorded instead of raised; off in `--smoke`, `--compile` forces it);
 3. latency and throughput of `pipe(...)`, `pipe.encode` and `pipe.invert` at batch 1 and 64, and `encode` ms per
    64-px image on a default-width 64x64x3 DCGAN (goal: <= 5 ms per image);
