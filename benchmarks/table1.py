@@ -140,6 +140,20 @@ def _commit() -> str:
         return "unknown"
 
 
+def split_finished(jobs: list[dict], work: Path) -> tuple[list[dict], list[dict]]:
+    """(the reusable records of finished runs, the jobs still to train): `finished_run` applied to every job."""
+    runs = [run for run in map(finished_run, jobs) if run is not None]
+    done = {run["output_dir"] for run in runs}
+    if runs:
+        print(f"reusing {len(runs)} finished run(s) of commit {jobs[0]['commit']} from {work}", flush=True)
+    return runs, [job for job in jobs if job["output_dir"] not in done]
+
+
+def final_commit(commit: str) -> str:
+    """`commit`, marked dirty if the tree changed while the runs trained."""
+    return commit if _commit() == commit else commit + "-dirty"
+
+
 def summarize(runs: list[dict]) -> dict:
     """method -> dataset -> mean and std over seeds of modes captured, HQ % and reverse KL."""
     table: dict = {}
@@ -263,12 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods
         for seed in range(seeds)
     ]
-    runs = [run for run in map(finished_run, jobs) if run is not None]
-    done = {run["output_dir"] for run in runs}
-    todo = [job for job in jobs if job["output_dir"] not in done]
+    runs, todo = split_finished(jobs, work)
+    reused = len(runs)
     todo.sort(key=lambda job: -COST.get(job["objective"], COST.get(job["suffix"], 1.0)))
-    if runs:
-        print(f"reusing {len(runs)} finished run(s) of commit {commit} from {work}", flush=True)
     start = time.perf_counter()
     # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
     with multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_one_thread) as pool:
@@ -284,15 +295,13 @@ def main(argv: list[str] | None = None) -> int:
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    if _commit() != commit:
-        commit += "-dirty"  # the tree changed while the runs trained
     meta = {
-        "commit": commit,
+        "commit": final_commit(commit),
         "cpu": _cpu_name(),
         "jobs": args.jobs,
         "seeds": seeds,
         "wall_minutes": wall / 60,
-        "reused_runs": len(done),
+        "reused_runs": reused,
         "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
         "python": platform.python_version(),
         "command": "python benchmarks/table1.py " + " ".join(argv if argv is not None else sys.argv[1:]),

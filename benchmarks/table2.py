@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `benchmarks` and `training` are script folders, not installed packages
 
-from benchmarks.table1 import _commit, _cpu_name, _one_thread, finished_run, save_record  # noqa: E402
+from benchmarks.table1 import _commit, _cpu_name, _one_thread, final_commit, save_record, split_finished  # noqa: E402
 from benchmarks.table1 import train_run as train_one  # noqa: E402
 
 if TYPE_CHECKING:
@@ -217,11 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods
         for seed in range(seeds)
     ]
-    runs = [run for run in map(finished_run, jobs) if run is not None]
-    done = {run["output_dir"] for run in runs}
-    todo = [job for job in jobs if job["output_dir"] not in done]
-    if runs:
-        print(f"reusing {len(runs)} finished run(s) of commit {commit} from {work}", flush=True)
+    runs, todo = split_finished(jobs, work)
+    reused = len(runs)
     processes = max(1, min(args.jobs, len(todo)))
     start = time.perf_counter()
     # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
@@ -238,10 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
 
     first = runs[0]["metrics"]
-    if _commit() != commit:
-        commit += "-dirty"  # the tree changed while the runs trained
     meta = {
-        "commit": commit,
+        "commit": final_commit(commit),
         "cpu": _cpu_name(),
         "jobs": processes,
         "seeds": seeds,
@@ -250,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "classifier_accuracy": first["classifier_accuracy"],
         "ivom": {**ivom_budget, "data_seed": IVOM_DATA_SEED, "start_seed": IVOM_START_SEED, "split": "classifier_test"},
         "wall_minutes": wall / 60,
-        "reused_runs": len(done),
+        "reused_runs": reused,
         "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
         "python": platform.python_version(),
         "torch": runs[0]["torch"],
