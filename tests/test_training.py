@@ -282,6 +282,8 @@ def test_parquet_dataset_with_nonstandard_column(tmp_path):
         (["--dataset_name", "/no/such/folder/x"], "no such local folder or file"),
         (["--dataset_name", "org/not-a-dataset"], "could not be loaded"),
         (["--dataset_name", "ring", "--architecture", "dcgan"], "is vector data"),
+        (["--joint_pack_size", "3", "--train_batch_size", "64"], "not a multiple of --joint_pack_size 3"),
+        (["--objective", "pacgan", "--pack_size", "0"], "--pack_size 0 must be > 0"),
         (["--resume_from_checkpoint", "checkpoint-7"], "is not a checkpoint-N folder"),
     ],
 )
