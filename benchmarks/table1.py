@@ -170,6 +170,24 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
+def provenance(meta: dict) -> str:
+    """The sentence under a results table: commit, wall time, CPU, command, and how many runs were reused."""
+    text = (
+        f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
+        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
+    )
+    if meta["reused_runs"]:
+        text += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
+    return text + "\n"
+
+
+def write_results(results: Path, name: str, payload: dict, markdown: str) -> None:
+    """`<name>.json` and `<name>.md` in `results`, and the table on stdout."""
+    (results / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (results / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def to_markdown(summary: dict, meta: dict) -> str:
     header = "| method | " + " | ".join(f"{d} modes | {d} HQ %" for d in DATASETS) + " |"
     lines = [header, "|---" * (1 + 2 * len(DATASETS)) + "|"]
@@ -193,12 +211,8 @@ def to_markdown(summary: dict, meta: dict) -> str:
         lines.append(f"| {method} (paper's Table 1) | " + " | ".join(cells) + " |")
     note = (
         f"\nMean ± std over {meta['seeds']} seed(s) of training; 2,500 samples per run, scored as in BENCHMARKS.md. "
-        f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
-        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
+        + provenance(meta)
     )
-    if meta["reused_runs"]:
-        note += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
-    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -320,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in sorted(runs, key=lambda r: (r["dataset"], r["method"], r["seed"]))
         ],
     }
-    (results / f"table1{tag}.json").write_text(json.dumps(payload, indent=2))
-    (results / f"table1{tag}.md").write_text(to_markdown(summary, meta))
-    print(to_markdown(summary, meta))
+    write_results(results, f"table1{tag}", payload, to_markdown(summary, meta))
     return 0
 
 

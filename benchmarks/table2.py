@@ -24,7 +24,6 @@ only the missing runs. A finished run is reused only if it came from the same co
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -38,7 +37,16 @@ from typing import TYPE_CHECKING
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `benchmarks` and `training` are script folders, not installed packages
 
-from benchmarks.table1 import _commit, _cpu_name, _one_thread, final_commit, save_record, split_finished  # noqa: E402
+from benchmarks.table1 import (  # noqa: E402  # noqa: E402
+    _commit,
+    _cpu_name,
+    _one_thread,
+    final_commit,
+    provenance,
+    save_record,
+    split_finished,
+    write_results,
+)
 from benchmarks.table1 import train_run as train_one  # noqa: E402
 
 if TYPE_CHECKING:
@@ -164,12 +172,8 @@ def to_markdown(summary: dict, meta: dict) -> str:
         f"images (`classifier_test` digits, seed {IVOM_DATA_SEED}), per image the best of {budget['num_restarts']} "
         f"random N(0, I) starts and F(x), each with {budget['num_steps']} Adam steps of lr {budget['learning_rate']}; "
         "per-pixel MSE with pixels in [0, 1]. The paper's IvOM values are for CIFAR-10, not Stacked MNIST. "
-        f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
-        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
+        + provenance(meta)
     )
-    if meta["reused_runs"]:
-        note += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
-    note += "\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -263,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in sorted(runs, key=lambda r: (list(METHODS).index(r["method"]), r["seed"]))
         ],
     }
-    (results / f"table2{tag}.json").write_text(json.dumps(payload, indent=2))
-    (results / f"table2{tag}.md").write_text(to_markdown(summary, meta))
-    print(to_markdown(summary, meta))
+    write_results(results, f"table2{tag}", payload, to_markdown(summary, meta))
     return 0
 
 

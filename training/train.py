@@ -181,6 +181,12 @@ def _coerce(name: str, value, source: str):
         raise ConfigError(f"{source}: {name}={value!r} is not a valid {kind.__name__}.") from None
 
 
+def pack_option(config: TrainingConfig) -> tuple[str, int]:
+    """(the option, its value) for how many samples D judges at once: PacGAN's m, VEEGAN's pairs, else 1."""
+    name = {"pacgan": "pack_size", "veegan": "joint_pack_size"}.get(config.objective)
+    return (name, getattr(config, name)) if name else ("", 1)
+
+
 def validate(config: TrainingConfig) -> None:
     """Rejects bad values before anything is loaded or trained."""
     for name, choices in _CHOICES.items():
@@ -211,8 +217,7 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(f"--ema_decay {config.ema_decay} must be in [0, 1), e.g. 0.999.")
     if not 0 <= config.adam_beta1 < 1 or not 0 <= config.adam_beta2 < 1:
         raise ConfigError(f"--adam_beta1/--adam_beta2 ({config.adam_beta1}, {config.adam_beta2}) must be in [0, 1).")
-    pack = {"pacgan": ("pack_size", config.pack_size), "veegan": ("joint_pack_size", config.joint_pack_size)}
-    name, size = pack.get(config.objective, ("", 1))
+    name, size = pack_option(config)
     if config.train_batch_size % size:
         raise ConfigError(
             f"--train_batch_size {config.train_batch_size} is not a multiple of --{name} {size}: D judges whole packs."
@@ -467,7 +472,7 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
     )
     # GAN-style objectives judge x alone; PacGAN judges pack_size samples at once, VEEGAN joint_pack_size pairs
     joint = config.objective in ("veegan", "ali")
-    pack_size = {"pacgan": config.pack_size, "veegan": config.joint_pack_size}.get(config.objective, 1)
+    pack_size = pack_option(config)[1]
     discriminator = VEEGANDiscriminator(
         **{**shape, "latent_dim": config.latent_dim if joint else 0},
         hidden_dim=config.discriminator_hidden_dim,
