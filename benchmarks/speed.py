@@ -8,7 +8,9 @@ One run measures, on the same networks, batch, threads and data:
 1. training steps/s of `training/train.py`'s `train()` (with and without EMA) and of a bare loop written out below,
    for the `grid` MLP preset and the `stacked_mnist` conv preset, alternating package and bare in each of R repeats;
    the bare loop steps `Adam(foreach=True)`, `train()` the fused Adam kernel where torch builds it (CPU, CUDA);
-2. the same with `torch.compile` (an error is recorded instead of raised; off in `--smoke`, `--compile` forces it);
+2. the same with `torch.compile` (an error is recorded instead of raised; off in `--smoke`, `--compile` forces it):
+   `train()` compiles the step's whole forward as one graph, the bare loop each network on its own, as hand-written
+   loops usually do; the compiled package is also compared with the eager bare loop;
 3. latency and throughput of `pipe(...)`, `pipe.encode` and `pipe.invert` at batch 1 and 64, and `encode` ms per
    64-px image on a default-width 64x64x3 DCGAN (goal: <= 5 ms per image);
 4. peak resident memory per phase (Linux VmHWM, reset at the start of each phase);
@@ -312,7 +314,7 @@ def bare_run(
         betas=(config.adam_beta1, config.adam_beta2),
         foreach=True,
     )
-    frozen_discriminator = discriminator  # G's view of D runs the uncompiled module, as train() does
+    frozen_discriminator = discriminator  # G's view of D: functional_call on the plain module, compiled or not
     if compile:
         generator, reconstructor, discriminator = (torch.compile(m) for m in (generator, reconstructor, discriminator))
     next_batch = batch_sampler(config)
@@ -634,6 +636,9 @@ def to_text(payload: dict) -> str:
                         f"{'  ratio ' + variant + '/bare':<30} {r['min']:9.3f} {r['median']:9.3f} {r['max']:9.3f}"
                         f"  (of medians {r['of_medians']:.3f})"
                     )
+            if "ratio_package_to_bare_eager" in block:
+                eager_ratio = block["ratio_package_to_bare_eager"]
+                lines.append(f"{'  ratio package/bare eager':<30} {eager_ratio:19.3f}  (of medians)")
     sampling, scaling = payload.get("sampling") or {}, payload.get("scaling") or {}
     if sampling:
         lines += ["", f"{'sampling':<34} {'batch':>5} {'ms/call':>10} {'ms/sample':>10} {'samples/s':>11}"]
@@ -722,7 +727,13 @@ def main(argv: list[str] | None = None) -> int:
             training[preset] = {"config": training_config_record(preset, steps[preset])}
             training[preset]["eager"] = measure_training(preset, steps[preset], repeats, False, work)
             if compile:
-                training[preset]["compile"] = measure_training(preset, steps[preset], repeats, True, work)
+                block = training[preset]["compile"] = measure_training(preset, steps[preset], repeats, True, work)
+                if "error" not in block["package"]:
+                    # the --compile goal: the compiled package against the hand-written loop as people run it, eager
+                    block["ratio_package_to_bare_eager"] = (
+                        block["package"]["steps_per_second"]["median"]
+                        / training[preset]["eager"]["bare"]["steps_per_second"]["median"]
+                    )
             else:
                 training[preset]["compile"] = {
                     "skipped": "--smoke (use --compile to force)" if smoke else "--no_compile"
