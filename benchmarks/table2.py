@@ -14,10 +14,10 @@ training, each run is scored by the protocol of BENCHMARKS.md:
 
 Runs go in parallel, one process and one thread per run. The results carry the commit, the wall time, the CPU and the
 command: `benchmarks/results/table2.{json,md}` and an 8x8 sample grid per method, `table2_<method>.png` (first seed).
-Wall time, measured at 50 steps on one thread and extrapolated to the preset's 20,000: on an idle core a run takes
-about 37 min (DCGAN), 46 min (VEEGAN), 49 min (ALI), 27 min (PacGAN) or 4.4 h (Unrolled GAN, 5 unrolled D steps),
-plus ~30 s of scoring. The default 2 methods x 3 seeds take about 2.2 h with `--jobs 2` on 2 cores; all five
-methods about 10.6 h.
+Wall time: the committed run of the default 2 methods x 3 seeds took 119.5 min with `--jobs 2` on 2 cores. Its
+DCGAN runs took 30-48 min and its VEEGAN runs 34-36 min of training each, plus ~25 s of scoring (one thread per run,
+on cores shared with other work at times). Extrapolated from 50 steps on one thread: ALI about 49 min, PacGAN 27 min,
+Unrolled GAN 4.4 h (5 unrolled D steps); all five methods about 10.6 h.
 
 A long run survives interruption. Rerun the same command with the same `--work_dir DIR`, and it trains
 only the missing runs. A finished run is reused only if it came from the same commit of a clean tree.
