@@ -59,6 +59,22 @@ def test_discriminator_paths_are_joint():
     assert not torch.allclose(d(x, torch.zeros(4, 3)), d(x, torch.ones(4, 3)))
 
 
+def test_discriminator_marginal_head_adds_a_logit_from_x_alone(tmp_path):
+    d = VEEGANDiscriminator(latent_dim=3, data_dim=2, num_hidden_layers=2, marginal_head=True)
+    x, z = torch.randn(4, 2), torch.randn(4, 3)
+    h_x = d.sample_path(x)
+    joint = d.head(h_x + d.latent_path(z)).squeeze(-1)
+    assert torch.allclose(d(x, z), joint + d.x_head(h_x).squeeze(-1))
+    # the x-only term ignores z: its gradient reaches x's path and the x head, never the latent path
+    d.x_head(h_x).sum().backward()
+    assert d.latent_path.weight.grad is None and d.x_head[-1][-1].weight.grad.abs().sum() > 0
+    d.save_pretrained(tmp_path)
+    reloaded = VEEGANDiscriminator.from_pretrained(tmp_path)
+    assert reloaded.config.marginal_head and torch.equal(reloaded(x, z), d(x, z))
+    with pytest.raises(ValueError, match="marginal_head=True needs a joint discriminator"):
+        VEEGANDiscriminator(latent_dim=0, marginal_head=True)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -302,6 +302,7 @@ def test_parquet_dataset_with_nonstandard_column(tmp_path):
         (["--joint_pack_size", "3", "--train_batch_size", "64"], "not a multiple of --joint_pack_size 3"),
         (["--objective", "pacgan", "--pack_size", "0"], "--pack_size 0 must be > 0"),
         (["--objective", "unrolled", "--compile", "true"], "--compile cannot run --objective unrolled"),
+        (["--objective", "gan", "--discriminator_marginal_head"], "--objective gan already judges x alone"),
         (["--resume_from_checkpoint", "checkpoint-7"], "is not a checkpoint-N folder"),
     ],
 )
@@ -357,6 +358,32 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     after = weights(out / "checkpoint-10" / "pipeline")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not (out / "model_index.json").exists()  # no diverged model was exported
+
+
+def test_kill_while_deleting_an_old_checkpoint_hides_it(tmp_path, monkeypatch):
+    # rotation deletes file by file; a kill half-way must not leave a checkpoint-N that resume would pick
+    for step in (3, 6):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"w")
+        (folder / "optimizer.bin").write_bytes(b"o")
+
+    real_rmtree = shutil.rmtree
+
+    def killed_rmtree(path, ignore_errors=False):
+        if ignore_errors:
+            return real_rmtree(path, ignore_errors=True)
+        (Path(path) / "model.safetensors").unlink()  # the first file goes, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.shutil, "rmtree", killed_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        train_module._delete_checkpoint(tmp_path / "checkpoint-3")
+    assert train_module.list_checkpoints(tmp_path) == [tmp_path / "checkpoint-6"]
+    monkeypatch.undo()
+    # the next save sweeps the leftover
+    leftovers = list(tmp_path.glob(".checkpoint-*.deleting"))
+    assert [p.name for p in leftovers] == [".checkpoint-3.deleting"]
 
 
 def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):

@@ -65,6 +65,7 @@ class TrainingConfig:
     discriminator_num_hidden_layers: int = 1  # D's joint head depth, the notebook's
     base_channels: int = 64  # DCGAN width at the finest stage
     discriminator_sample_scale: float = 1.0  # D sees x times this: 10 resolves the ring's std-0.02 modes sharply
+    discriminator_marginal_head: bool = False  # joint D: add a logit from x alone (veegan and ali only)
     extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     activation: str = "relu"  # G and F hidden activation
@@ -221,6 +222,11 @@ def validate(config: TrainingConfig) -> None:
     if config.train_batch_size % size:
         raise ConfigError(
             f"--train_batch_size {config.train_batch_size} is not a multiple of --{name} {size}: D judges whole packs."
+        )
+    if config.discriminator_marginal_head and config.objective not in ("veegan", "ali"):
+        raise ConfigError(
+            f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
+            "judges x alone. Use --objective veegan or ali, or drop the option."
         )
     if config.compile and config.objective == "unrolled":
         raise ConfigError(
@@ -484,6 +490,7 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
         num_hidden_layers=config.discriminator_num_hidden_layers,
         pack_size=pack_size,
         sample_scale=config.discriminator_sample_scale,
+        marginal_head=config.discriminator_marginal_head,
     )
     return generator, reconstructor, discriminator
 
@@ -573,13 +580,24 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None,
     if accelerator.is_main_process:
         export(partial)
         if final.exists():
-            shutil.rmtree(final)
+            _delete_checkpoint(final)
         os.replace(partial, final)
         if limit is not None:
             for old in list_checkpoints(output_dir)[:-limit]:
-                shutil.rmtree(old)
+                _delete_checkpoint(old)
+        for stale in output_dir.glob(f".{CHECKPOINT_PREFIX}*.deleting"):  # left by a kill during an earlier delete
+            shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _delete_checkpoint(folder: Path) -> None:
+    # rmtree removes file by file, so a kill mid-way would leave a checkpoint-N that looks complete and is not;
+    # renaming first hides it from `list_checkpoints` in one atomic step
+    trash = folder.with_name(f".{folder.name}.deleting")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(folder, trash)
+    shutil.rmtree(trash)
 
 
 # ------------------------------------------------------------------------------------------------------------- loop

@@ -269,6 +269,10 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
             structure is much finer than 1 (the ring's std is 0.02) is judged more sharply at a scale like 10.
         activation (`str`, *optional*, defaults to `"leaky_relu"`): hidden activation; LeakyReLU keeps gradients alive
             for the generator where D saturates.
+        marginal_head (`bool`, *optional*, defaults to `False`): add a second head that reads the x-path alone, and
+            return the sum of both logits. The joint log-ratio splits as log p(z, x)/q(z, x) = log p(x)/q(x) +
+            log p(z|x)/q(z|x); the first term needs no z, and this head learns it without having to see past z.
+            Needs `latent_dim > 0`.
     """
 
     @register_to_config
@@ -285,9 +289,12 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         pack_size: int = 1,
         sample_scale: float = 1.0,
         activation: str = "leaky_relu",
+        marginal_head: bool = False,
     ):
         super().__init__()
         _check_common(architecture, latent_dim, data_dim, image_size, num_channels, allow_zero_latent=True)
+        if marginal_head and latent_dim == 0:
+            raise ValueError("marginal_head=True needs a joint discriminator: latent_dim=0 already judges x alone.")
         if sample_scale <= 0:
             raise ValueError(f"sample_scale={sample_scale} must be > 0.")
         if pack_size < 1:
@@ -300,7 +307,13 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         else:
             self.sample_path = _ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
         self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
-        self.head = nn.Sequential(
+        self.head = self._make_head(hidden_dim, num_hidden_layers, activation)
+        self.x_head = self._make_head(hidden_dim, num_hidden_layers, activation) if marginal_head else None
+
+    @staticmethod
+    def _make_head(hidden_dim: int, num_hidden_layers: int, activation: str) -> nn.Sequential:
+        # (batch, hidden_dim) -> (batch, 1); the activation first because the paths end in a Linear
+        return nn.Sequential(
             _activation(activation), _mlp(hidden_dim, hidden_dim, num_hidden_layers - 1, 1, activation)
         )
 
@@ -317,9 +330,13 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         """
         if self.config.sample_scale != 1.0:
             samples = samples * self.config.sample_scale
-        h = self.sample_path(samples)  # (batch, hidden_dim)
+        h_x = self.sample_path(samples)  # (batch, hidden_dim)
+        h = h_x
         if self.latent_path is not None:
             if latents is None:
                 raise ValueError("This discriminator is joint (latent_dim > 0): pass latents with the samples.")
-            h = h + self.latent_path(latents)
-        return self.head(h).squeeze(-1)
+            h = h_x + self.latent_path(latents)
+        logit = self.head(h).squeeze(-1)  # (batch,)
+        if self.x_head is not None:
+            logit = logit + self.x_head(h_x).squeeze(-1)  # + the log p(x)/q(x) term, from x alone
+        return logit
