@@ -381,7 +381,7 @@ def test_kill_while_deleting_an_old_checkpoint_hides_it(tmp_path, monkeypatch):
         train_module._delete_checkpoint(tmp_path / "checkpoint-3")
     assert train_module.list_checkpoints(tmp_path) == [tmp_path / "checkpoint-6"]
     monkeypatch.undo()
-    # the next save sweeps the leftover
+    # the leftover keeps a hidden name, the one `save_checkpoint` sweeps
     leftovers = list(tmp_path.glob(".checkpoint-*.deleting"))
     assert [p.name for p in leftovers] == [".checkpoint-3.deleting"]
 

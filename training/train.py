@@ -34,6 +34,7 @@ from veegan_hf.objectives import OBJECTIVES, StepLosses, compute_losses
 logger = logging.getLogger("veegan_hf.train")
 BUILTIN_DATASETS = (*MIXTURE_NAMES, "mnist", "stacked_mnist")
 CHECKPOINT_PREFIX = "checkpoint-"
+JOINT_OBJECTIVES = ("veegan", "ali")  # their D judges (z, x) pairs; the others judge x alone
 
 
 class ConfigError(ValueError):
@@ -223,7 +224,7 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(
             f"--train_batch_size {config.train_batch_size} is not a multiple of --{name} {size}: D judges whole packs."
         )
-    if config.discriminator_marginal_head and config.objective not in ("veegan", "ali"):
+    if config.discriminator_marginal_head and config.objective not in JOINT_OBJECTIVES:
         raise ConfigError(
             f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
             "judges x alone. Use --objective veegan or ali, or drop the option."
@@ -482,7 +483,7 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
         activation=config.activation,
     )
     # GAN-style objectives judge x alone; PacGAN judges pack_size samples at once, VEEGAN joint_pack_size pairs
-    joint = config.objective in ("veegan", "ali")
+    joint = config.objective in JOINT_OBJECTIVES
     pack_size = pack_option(config)[1]
     discriminator = VEEGANDiscriminator(
         **{**shape, "latent_dim": config.latent_dim if joint else 0},
