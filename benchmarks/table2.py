@@ -6,7 +6,7 @@
 
 Every method trains with `training/train.py` on `training/configs/stacked_mnist.yaml`, so the conv networks, batch,
 steps and optimizer are shared and only `--objective` differs (DCGAN is `--objective gan` on these networks). After
-training, each run is scored by the protocol of BENCHMARKS.md:
+training, each run is scored by the protocol of benchmarks/BENCHMARKS.md:
 - `evaluate(pipe, "stacked_mnist")`: 26,000 samples labelled by the shipped classifier, modes covered out of 1000 and
   KL(p_gen ‖ p_data), with the classifier's held-out accuracy beside them;
 - `inversion_metrics`: IvOM and the amortized G(F(x)) error on 64 stacked images built from the classifier's

@@ -44,11 +44,15 @@ def family(request) -> str:
 @pytest.fixture
 def fresh_accelerate_state():
     """In-process training runs each build their own Accelerator: reset Accelerate's process-wide singletons."""
+    reset_accelerate()
+    yield
+    reset_accelerate()
+
+
+def reset_accelerate() -> None:
+    """Forgets Accelerate's process-wide state, so that the next in-process run may pick another precision."""
     from accelerate.state import AcceleratorState, GradientState
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
 

@@ -18,6 +18,7 @@ from veegan_hf.data import (
     mnist_split,
 )
 
+# c_k of benchmarks/BENCHMARKS.md ("synthetic1200"), the levels of the public PacGAN code, typed in independently
 SYNTHETIC1200_LEVELS = [-1.0, -0.5, 0.0, 0.5, -2.0, -2.5, 10.0, 0.25, -13.0, -5.5]
 
 

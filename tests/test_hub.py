@@ -40,7 +40,10 @@ def test_offline_from_pretrained_by_repo_id(tmp_path, monkeypatch):
     )
     assert loaded.card_metadata == {"dataset_name": "mnist", "metrics": {"modes_captured": 10.0}}
     by_revision = VEEGAN.from_pretrained("org/veegan-celeba", revision=COMMIT, local_files_only=True)
-    assert by_revision.discriminator is not None
+    assert torch.equal(
+        by_revision(batch_size=3, generator=torch.Generator().manual_seed(0), output_type="pt").samples, expected
+    )
+    assert by_revision.discriminator is not None  # all three networks come back
 
 
 def test_missing_repo_offline_says_what_to_do(tmp_path, monkeypatch):

@@ -34,6 +34,10 @@ def test_round_trip_is_bit_exact(family, tmp_path):
         "discriminator",
     }
     assert (tmp_path / "generator" / "diffusion_pytorch_model.safetensors").is_file()
+    # each network also loads on its own, diffusers-style
+    for name, cls in (("generator", VEEGANGenerator), ("reconstructor", VEEGANReconstructor)):
+        alone, saved = cls.from_pretrained(tmp_path, subfolder=name).state_dict(), getattr(pipe, name).state_dict()
+        assert alone.keys() == saved.keys() and all(torch.equal(alone[k], saved[k]) for k in saved), name
 
 
 def test_discriminator_is_optional(tmp_path):
@@ -115,16 +119,23 @@ def test_encode_reconstruct_accept_pil_numpy_tensor():
     assert torch.allclose(z_pt, z_np, atol=1e-5)
     assert torch.allclose(z_pt, z_pil, atol=0.05)  # PIL quantizes to uint8
     assert pipe.encode(pt[0]).shape == (1, 8)  # one (C, H, W) image
+    # uint8 pixels in [0, 255] are the same images as float pixels in [0, 1]
+    as_uint8 = (pt * 255).round().to(torch.uint8)
+    torch.testing.assert_close(pipe.encode(as_uint8), pipe.encode(as_uint8.float() / 255))
     assert pipe.reconstruct(pt).shape == (2, 3, 32, 32)
     assert len(pipe.reconstruct(pil, output_type="pil")) == 2
 
 
 def test_pil_inputs_are_converted_rgba_grayscale_and_resized():
+    """Half-transparent red on white is (255, 127, 127); gray 200 becomes RGB (200, 200, 200); both at 32x32."""
     pipe = make_pipeline("dcgan-32-3")
     rgba = PIL.Image.new("RGBA", (100, 60), (255, 0, 0, 128))
     gray = PIL.Image.new("L", (7, 9), 200)
-    assert pipe.encode([rgba]).shape == (1, 8)
-    assert pipe.encode(gray).shape == (1, 8)
+    for image, rgb in ((rgba, (255, 127, 127)), (gray, (200, 200, 200))):
+        expected = torch.tensor(rgb, dtype=torch.float32)[:, None, None].expand(1, 3, 32, 32) / 255
+        # one uint8 level of compositing rounding at most
+        torch.testing.assert_close(pipe.encode([image]), pipe.encode(expected), atol=2e-3, rtol=0)
+    assert pipe.encode(gray).shape == (1, 8)  # one PIL image, not a list
 
 
 @pytest.mark.parametrize(
@@ -180,7 +191,7 @@ def test_invert_from_given_latents_and_errors():
         pipe.invert(x, latents=torch.zeros(2, 8))
 
 
-def test_interpolate_hits_both_ends():
+def test_interpolate_hits_both_ends_and_slerps_between():
     pipe = make_pipeline("dcgan-28-1")
     z0, z1 = torch.randn(8), torch.randn(1, 8)
     for method in ("slerp", "linear"):
@@ -190,6 +201,12 @@ def test_interpolate_hits_both_ends():
         ends = pipe(latents=torch.stack([z0, z1[0]]), output_type="pt").samples
         assert torch.allclose(out.samples[[0, -1]], ends, atol=1e-5)
     assert len(pipe.interpolate(z0, z1).images) == 8
+    # two orthogonal codes of norm 3: slerp's midpoint stays on the sphere, the straight line's shrinks by sqrt(2)
+    a, b = torch.zeros(8), torch.zeros(8)
+    a[0], b[1] = 3.0, 3.0
+    mid = {m: pipe.interpolate(a, b, num_steps=3, method=m, output_type="pt").latents[1] for m in ("slerp", "linear")}
+    torch.testing.assert_close(mid["slerp"], (a + b) / 2**0.5)
+    torch.testing.assert_close(mid["linear"], (a + b) / 2)
     with pytest.raises(ValueError, match="num_steps=1"):
         pipe.interpolate(z0, z1, num_steps=1)
     with pytest.raises(ValueError, match="method='cubic'"):

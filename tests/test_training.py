@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import reset_accelerate
 from training import train as train_module
 from veegan_hf import VEEGAN
 
@@ -103,9 +104,12 @@ def test_tiny_end_to_end(tmp_path):
     assert (out / "checkpoint-20" / "scheduler.json").is_file() and (
         out / "checkpoint-20" / "ema.safetensors"
     ).is_file()
-    # EMA weights are the exported generator, not the raw ones
+    # the exported generator is the EMA one, tensor for tensor, and not the raw one
     raw = load_file(out / "checkpoint-20" / "model.safetensors")
+    ema = load_file(out / "checkpoint-20" / "ema.safetensors")
     exported = load_file(out / "generator" / "diffusion_pytorch_model.safetensors")
+    assert exported.keys() == {k.removeprefix("model.") for k in ema if k.startswith("model.")}
+    assert all(torch.equal(ema[f"model.{k}"], v) for k, v in exported.items())
     assert not all(torch.equal(raw[k], v) for k, v in exported.items() if k in raw)
 
 
@@ -136,42 +140,31 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
-def test_bf16_run(tmp_path):
+def test_bf16_run_autocasts_on_cpu(tmp_path):
     out = tmp_path / "bf16"
-    assert (
-        run(
-            "--dataset_name",
-            "ring",
-            "--max_train_steps",
-            "6",
-            "--mixed_precision",
-            "bf16",
-            "--output_dir",
-            str(out),
-            "--validation_steps",
-            "100",
-        )
-        == 0
-    )
+    common = ["--dataset_name", "ring", "--max_train_steps", "6", "--validation_steps", "100"]
+    assert run(*common, "--mixed_precision", "bf16", "--output_dir", str(out)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train/steps"] == 6
-    assert all(torch.isfinite(v).all() for v in weights(out).values())
+    bf16 = weights(out)
+    assert all(torch.isfinite(v).all() for v in bf16.values())
+    # the master weights stay fp32, and bf16 matmuls give other weights than an fp32 run of the same seed
+    assert all(v.dtype == torch.float32 for v in bf16.values())
+    reset_accelerate()
+    assert run(*common, "--output_dir", str(tmp_path / "fp32"), "--eval_at_end", "false") == 0
+    fp32 = weights(tmp_path / "fp32")
+    assert not all(torch.equal(bf16[k], fp32[k]) for k in fp32)
 
 
-def test_fp16_on_cpu_warns(tmp_path):
+def test_fp16_on_cpu_warns_and_trains_in_fp32(tmp_path):
+    """fp16 on CPU is a no-op: it warns, and the weights are exactly those of a `--mixed_precision no` run."""
+    common = ["--dataset_name", "ring", "--max_train_steps", "2", "--eval_at_end", "false"]
     with pytest.warns(UserWarning, match="fp16 does nothing on CPU"):
-        run(
-            "--dataset_name",
-            "ring",
-            "--max_train_steps",
-            "2",
-            "--mixed_precision",
-            "fp16",
-            "--output_dir",
-            str(tmp_path / "fp16"),
-            "--eval_at_end",
-            "false",
-        )
+        assert run(*common, "--mixed_precision", "fp16", "--output_dir", str(tmp_path / "fp16")) == 0
+    reset_accelerate()
+    assert run(*common, "--mixed_precision", "no", "--output_dir", str(tmp_path / "fp32")) == 0
+    fp16, fp32 = weights(tmp_path / "fp16"), weights(tmp_path / "fp32")
+    assert fp16.keys() == fp32.keys() and all(torch.equal(fp16[k], fp32[k]) for k in fp32)
 
 
 def test_every_objective_trains(tmp_path):
@@ -199,7 +192,8 @@ def test_every_objective_trains(tmp_path):
         assert config["pack_size"] == (2 if objective == "pacgan" else 1)
 
 
-def test_compile_trains_the_same_networks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("objective", ["veegan", "gan", "pacgan"])  # joint D, x-only D, packed D; ali is veegan's D
+def test_compile_trains_the_same_networks(tmp_path, monkeypatch, objective):
     import torch._inductor.config as inductor_config
 
     # inductor draws its own random numbers unless told to call torch's: with them both runs see the same noise
@@ -208,7 +202,7 @@ def test_compile_trains_the_same_networks(tmp_path, monkeypatch):
     for compile in ("false", "true"):
         out = tmp_path / compile
         args = ("--dataset_name", "ring", "--max_train_steps", "4", "--use_ema", "false", "--eval_at_end", "false")
-        assert run(*args, "--compile", compile, "--output_dir", str(out)) == 0
+        assert run(*args, "--objective", objective, "--compile", compile, "--output_dir", str(out)) == 0
         outputs[compile] = weights(out)
     assert outputs["true"].keys() == outputs["false"].keys()
     for name, eager in outputs["false"].items():
@@ -313,6 +307,18 @@ def test_bad_options_fail_before_training(tmp_path, capsys, args, message):
     assert not (tmp_path / "o" / "model_index.json").exists()
 
 
+def test_report_to_a_missing_tracker_stops_with_the_fix(tmp_path, capsys, monkeypatch):
+    """accelerate would drop a tracker whose package is missing without a word; the run stops before training."""
+    real = train_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        train_module.importlib.util, "find_spec", lambda name, *args: None if name == "wandb" else real(name, *args)
+    )
+    assert run("--output_dir", str(tmp_path / "o"), "--report_to", "wandb") == 1
+    err = capsys.readouterr().err
+    assert "--report_to wandb needs the wandb package: pip install wandb, or pass --report_to none" in err
+    assert not (tmp_path / "o" / "model_index.json").exists()
+
+
 def test_unknown_preset_key(tmp_path, capsys):
     preset = tmp_path / "bad.yaml"
     preset.write_text("learning_rate: 0.001\nlearnin_rate: 0.1\n")
@@ -386,6 +392,34 @@ def test_kill_while_deleting_an_old_checkpoint_hides_it(tmp_path, monkeypatch):
     assert [p.name for p in leftovers] == [".checkpoint-3.deleting"]
 
 
+def test_checkpoints_total_limit_keeps_only_the_newest(tmp_path):
+    out = tmp_path / "run"
+    common = ["--dataset_name", "ring", "--checkpointing_steps", "3", "--checkpoints_total_limit", "2"]
+    assert run(*common, "--max_train_steps", "12", "--output_dir", str(out), "--eval_at_end", "false") == 0
+    assert [c.name for c in train_module.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-12", "checkpoint-9"]
+
+
+def test_ranks_that_disagree_stop_the_run():
+    """The DDP check compares per-rank checksums: a rank whose weights drifted is an error naming the checksums."""
+
+    class TwoRanks:  # what accelerate's gather returns when rank 1 differs from rank 0
+        num_processes, device = 2, torch.device("cpu")
+
+        def gather(self, checksum):
+            return torch.cat([checksum, checksum + torch.tensor([[0.0, 1.0, 0.0]], dtype=checksum.dtype)])
+
+    nets = {name: torch.nn.Linear(2, 2) for name in ("generator", "reconstructor", "discriminator")}
+    with pytest.raises(RuntimeError, match="ranks hold different weights"):
+        train_module._check_ranks_agree(TwoRanks(), nets)
+
+    class AgreeingRanks(TwoRanks):
+        def gather(self, checksum):
+            return torch.cat([checksum, checksum])
+
+    train_module._check_ranks_agree(AgreeingRanks(), nets)  # identical ranks pass
+
+
 def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
     out = tmp_path / "run"
     cmd = [
@@ -441,11 +475,14 @@ PRESETS = sorted(p.stem for p in (REPO / "training" / "configs").glob("*.yaml"))
 
 
 def test_every_preset_is_listed_and_commented():
+    """The README names every preset, and every value in a preset carries its reason as a comment."""
     assert set(PRESETS) >= {"ring", "grid", "synthetic1200", "mnist", "stacked_mnist", "cifar10", "celeba64"}
+    readme = (REPO / "README.md").read_text()
     for name in PRESETS:
+        assert f"`{name}`" in readme, f"README.md does not list the preset {name}"
         for line in (REPO / "training" / "configs" / f"{name}.yaml").read_text().splitlines():
-            if line and not line.startswith("#"):
-                assert "#" in line or ":" in line, line
+            if line.strip() and not line.lstrip().startswith("#"):
+                assert " # " in line, f"{name}.yaml: no reason given for {line!r}"
         train_module.load_preset(name)  # every key is a TrainingConfig field with a valid value
 
 

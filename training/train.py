@@ -8,6 +8,7 @@ steps; only I/O and logging are rank-0 only.
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -104,7 +105,7 @@ class TrainingConfig:
     report_to: str = "tensorboard"  # tensorboard | wandb | none
     logging_steps: int = 50  # losses are read back from the device only this often
     validation_steps: int | None = 500  # samples, plot and metrics every N steps (None: only at the end)
-    num_validation_samples: int | None = None  # None: the paper's count for built-in data, 64 images otherwise
+    num_validation_samples: int | None = None  # built-in data, mid-run metrics only (None: min(paper's, 2,500))
     eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json (the final figure is always made)
 
     # hub
@@ -236,6 +237,12 @@ def validate(config: TrainingConfig) -> None:
         )
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
+    # accelerate drops a tracker whose package is missing without a word; a run that logs nothing is worse than a stop
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise ConfigError(
+            f"--report_to {config.report_to} needs the {config.report_to} package: pip install {config.report_to}, "
+            "or pass --report_to none."
+        )
     if config.dataset_name in MIXTURE_NAMES and config.architecture == "dcgan" and not config.train_data_dir:
         raise ConfigError(f"--dataset_name {config.dataset_name} is vector data: use --architecture mlp.")
 

@@ -1,4 +1,6 @@
-"""The mode-counting MNIST classifier that labels Stacked MNIST samples (`BENCHMARKS.md`, "Metrics for Stacked MNIST").
+"""The mode-counting MNIST classifier that labels Stacked MNIST samples.
+
+The protocol is `benchmarks/BENCHMARKS.md`, "Metrics for Stacked MNIST".
 
 Each channel of a stacked image is classified on its own and the three digits give the mode `100*d0 + 10*d1 + d2`.
 The shipped weights are trained by `benchmarks/train_classifier.py` on `mnist_split("classifier_train")`, which is

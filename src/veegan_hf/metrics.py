@@ -1,6 +1,6 @@
 """Mode-collapse and inversion metrics: samples in, dict out; never a model in.
 
-The definitions are those of `BENCHMARKS.md`:
+The definitions are those of `benchmarks/BENCHMARKS.md`:
 - mixtures: high-quality (HQ) samples within r* of their nearest mean, modes captured, HQ %, reverse KL;
 - Stacked MNIST: modes covered and KL(p_gen ‖ p_data) over the 1000 digit triples;
 - inversion: per-pixel MSE with pixels in [0, 1] (amortized G(F(x)) and IvOM alike).
