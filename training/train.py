@@ -8,6 +8,7 @@ steps; only I/O and logging are rank-0 only.
 import argparse
 import contextlib
 import dataclasses
+import gc
 import importlib.util
 import json
 import logging
@@ -863,14 +864,19 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             logger.info("pushed to %s", url)
     accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
     accelerator.end_training()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # gloo's worker thread frees the last collective's tensors after the collective returns, and needs the GIL to
-        # do it. If the main thread is by then inside the process group's destructor (which holds the GIL while it
-        # joins that thread), both wait forever. Sleeping releases the GIL so the worker finishes first.
-        time.sleep(0.2)
-        torch.distributed.destroy_process_group()
-        time.sleep(0.2)
     return pipe
+
+
+def _shutdown_distributed() -> None:
+    """Destroys the process group after the DDP wrappers, so that its destructor runs without the GIL."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    # gloo's worker thread needs the GIL to free the last collective's tensors, and the process group's destructor
+    # joins that thread. A DDP reducer that drops the last reference destroys the group with the GIL held: both
+    # wait forever (seen in CI, one run in many). train() has returned, so collect its DDP wrappers first; then
+    # destroy_process_group drops the last reference through a binding that releases the GIL.
+    gc.collect()
+    torch.distributed.destroy_process_group()
 
 
 def _progress(accelerator, first_step: int, total: int):
@@ -976,8 +982,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NonFiniteLossError) as err:  # ConfigError and the package's input errors are ValueErrors
         # the message first and alone: `accelerate launch` prints its own traceback after a non-zero exit
         print(f"error: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        code = 1
+    else:
+        code = 0
+    _shutdown_distributed()  # outside the except block, whose traceback would keep train()'s DDP wrappers alive
+    return code
 
 
 if __name__ == "__main__":
