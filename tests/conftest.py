@@ -41,6 +41,11 @@ def family(request) -> str:
     return request.param
 
 
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """The same keys, and bit-identical tensors under each: how every test compares weights."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """In-process training runs each build their own Accelerator: reset Accelerate's process-wide singletons."""

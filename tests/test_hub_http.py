@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import make_pipeline
+from tests.conftest import make_pipeline, same_tensors
 from tests.hub_server import INVALID_TOKEN, FakeHub
 
 REPO = "org/veegan-test"
@@ -134,8 +134,7 @@ def _assert_same_pipeline(result: dict, expected: dict) -> None:
     assert torch.equal(result["samples"], expected["samples"])  # bit for bit
     assert result["state"].keys() == expected["state"].keys()
     for name, state in expected["state"].items():
-        assert state.keys() == result["state"][name].keys()
-        assert all(torch.equal(result["state"][name][k], v) for k, v in state.items()), name
+        assert same_tensors(result["state"][name], state), name
 
 
 def test_online_load_by_repo_id_matches_the_pushed_pipeline(hub, online):

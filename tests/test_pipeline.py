@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 import torch
 
-from tests.conftest import make_pipeline
+from tests.conftest import make_pipeline, same_tensors
 from veegan_hf import VEEGAN, VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
 
 
@@ -21,8 +21,7 @@ def test_round_trip_is_bit_exact(family, tmp_path):
     loaded = VEEGAN.from_pretrained(tmp_path)
     for name in ("generator", "reconstructor", "discriminator"):
         saved, back = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
-        assert saved.keys() == back.keys()
-        assert all(torch.equal(saved[k], back[k]) for k in saved), name
+        assert same_tensors(saved, back), name
         public = [{k: v for k, v in getattr(p, name).config.items() if not k.startswith("_")} for p in (pipe, loaded)]
         assert public[0] == public[1]
     assert torch.equal(_seeded(pipe), _seeded(loaded))
@@ -37,7 +36,7 @@ def test_round_trip_is_bit_exact(family, tmp_path):
     # each network also loads on its own, diffusers-style
     for name, cls in (("generator", VEEGANGenerator), ("reconstructor", VEEGANReconstructor)):
         alone, saved = cls.from_pretrained(tmp_path, subfolder=name).state_dict(), getattr(pipe, name).state_dict()
-        assert alone.keys() == saved.keys() and all(torch.equal(alone[k], saved[k]) for k in saved), name
+        assert same_tensors(alone, saved), name
 
 
 def test_discriminator_is_optional(tmp_path):
@@ -177,7 +176,7 @@ def test_invert_improves_on_encode_and_leaves_generator_untouched():
     assert z.shape == (3, 8)
     assert mse(z) < mse(z0)
     assert all(p.grad is None for p in pipe.generator.parameters())
-    assert all(torch.equal(before[k], v) for k, v in pipe.generator.state_dict().items())
+    assert same_tensors(before, pipe.generator.state_dict())
     assert torch.equal(pipe.invert(target, num_steps=0), z0)
 
 

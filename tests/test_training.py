@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import reset_accelerate
+from tests.conftest import reset_accelerate, same_tensors
 from training import train as train_module
 from veegan_hf import VEEGAN
 
@@ -108,8 +108,7 @@ def test_tiny_end_to_end(tmp_path):
     raw = load_file(out / "checkpoint-20" / "model.safetensors")
     ema = load_file(out / "checkpoint-20" / "ema.safetensors")
     exported = load_file(out / "generator" / "diffusion_pytorch_model.safetensors")
-    assert exported.keys() == {k.removeprefix("model.") for k in ema if k.startswith("model.")}
-    assert all(torch.equal(ema[f"model.{k}"], v) for k, v in exported.items())
+    assert same_tensors(exported, {k.removeprefix("model."): v for k, v in ema.items() if k.startswith("model.")})
     assert not all(torch.equal(raw[k], v) for k, v in exported.items() if k in raw)
 
 
@@ -136,8 +135,7 @@ def test_resume_gives_the_same_weights(tmp_path):
     shutil.copytree(straight / "checkpoint-8", resumed / "checkpoint-8")
     assert run(*common, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest") == 0
     a, b = weights(straight), weights(resumed)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert same_tensors(a, b), [k for k in a if k not in b or not torch.equal(a[k], b[k])]
 
 
 def test_bf16_run_autocasts_on_cpu(tmp_path):
@@ -164,7 +162,7 @@ def test_fp16_on_cpu_warns_and_trains_in_fp32(tmp_path):
     reset_accelerate()
     assert run(*common, "--mixed_precision", "no", "--output_dir", str(tmp_path / "fp32")) == 0
     fp16, fp32 = weights(tmp_path / "fp16"), weights(tmp_path / "fp32")
-    assert fp16.keys() == fp32.keys() and all(torch.equal(fp16[k], fp32[k]) for k in fp32)
+    assert same_tensors(fp16, fp32)
 
 
 def test_every_objective_trains(tmp_path):
@@ -362,7 +360,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert "NaN or Inf by step 15" in err and "checkpoint-10, is kept" in err
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
     after = weights(out / "checkpoint-10" / "pipeline")
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert same_tensors(before, after)
     assert not (out / "model_index.json").exists()  # no diverged model was exported
 
 
