@@ -191,17 +191,20 @@ def test_every_objective_trains(tmp_path):
 
 
 @pytest.mark.parametrize("objective", ["veegan", "gan", "pacgan"])  # joint D, x-only D, packed D; ali is veegan's D
-def test_compile_trains_the_same_networks(tmp_path, monkeypatch, objective):
+def test_compile_trains_the_same_networks(tmp_path, objective):
     import torch._inductor.config as inductor_config
 
-    # inductor draws its own random numbers unless told to call torch's: with them both runs see the same noise
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
-    outputs = {}
-    for compile in ("false", "true"):
-        out = tmp_path / compile
-        args = ("--dataset_name", "ring", "--max_train_steps", "4", "--use_ema", "false", "--eval_at_end", "false")
-        assert run(*args, "--objective", objective, "--compile", compile, "--output_dir", str(out)) == 0
-        outputs[compile] = weights(out)
+    before, outputs = inductor_config.fallback_random, {}
+    # inductor draws its own random numbers unless told to call torch's: with them both runs see the same noise.
+    # `patch` is inductor's own scoped override: it restores the option, where a monkeypatched module attribute
+    # would be deleted on undo when the module serves it through __getattr__ (the option then vanishes).
+    with inductor_config.patch(fallback_random=True):
+        for compile in ("false", "true"):
+            out = tmp_path / compile
+            args = ("--dataset_name", "ring", "--max_train_steps", "4", "--use_ema", "false", "--eval_at_end", "false")
+            assert run(*args, "--objective", objective, "--compile", compile, "--output_dir", str(out)) == 0
+            outputs[compile] = weights(out)
+    assert inductor_config.fallback_random == before  # restored for the tests that follow
     assert outputs["true"].keys() == outputs["false"].keys()
     for name, eager in outputs["false"].items():
         # one graph reorders float sums, nothing else: 4 Adam steps of lr 1e-3 keep the weights within 1e-5
