@@ -113,3 +113,49 @@ def test_packed_veegan_judges_whole_packs_of_pairs():
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, expected))
     with pytest.raises(ValueError, match="not a multiple of pack_size=4"):
         veegan_losses(*args, noise_std=0.0, pack_size=4)
+
+
+def test_hinge_discriminator_loss_stops_at_the_margin():
+    from veegan_hf.losses import discriminator_loss as d_loss
+
+    fake, real = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
+    # relu(1 - fake) = [0, 0.5]; relu(1 + real) = [0, 1]
+    assert d_loss(fake, real, "hinge").item() == pytest.approx(0.25 + 0.5)
+    assert d_loss(torch.tensor([1.0]), torch.tensor([-1.0]), "hinge").item() == 0.0  # beyond the margin: no push
+    with pytest.raises(ValueError, match="form='wgan'"):
+        d_loss(fake, real, "wgan")
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_half_its_squared_slope():
+    from veegan_hf.losses import r1_penalty
+
+    w = torch.tensor([3.0, -4.0], requires_grad=True)
+    x = torch.randn(8, 2, requires_grad=True)
+    z = torch.randn(8, 1, requires_grad=True)
+    logits = x @ w + 2 * z[:, 0]
+    penalty = r1_penalty(logits, [x, z])
+    assert penalty.item() == pytest.approx(0.5 * (25 + 4))  # ||(w, 2)||^2 / 2 at every data point
+    (gw,) = torch.autograd.grad(penalty, w)  # differentiable in D's weights: d/dw 1/2 ||w||^2 = w
+    assert torch.allclose(gw, w.detach())
+
+
+@pytest.mark.parametrize("objective", ["veegan", "gan", "ali"])
+def test_r1_and_hinge_reach_the_discriminator_only(objective):
+    from veegan_hf.objectives import compute_losses
+
+    from tests.conftest import FAMILIES
+
+    pipe = make_pipeline("mlp-2d")
+    if objective == "gan":  # D judges x alone
+        pipe.discriminator = VEEGANDiscriminator(**{**FAMILIES["mlp-2d"], "latent_dim": 0})
+    real, latents = torch.randn(8, 2), torch.randn(8, pipe.latent_dim)
+    networks = (pipe.generator, pipe.reconstructor, pipe.discriminator, real, latents)
+    plain = compute_losses(objective, *networks)
+    penalized = compute_losses(objective, *networks, r1_weight=10.0, discriminator_loss_form="hinge")
+    assert penalized.discriminator.item() != plain.discriminator.item()
+    # the penalty and the hinge change D's loss; G's gradient comes from the frozen D view, which they never touch
+    for name in ("generator", "reconstructor"):
+        grads = torch.autograd.grad(
+            penalized.discriminator, list(getattr(pipe, name).parameters()), allow_unused=True
+        )
+        assert all(g is None or g.abs().max() == 0 for g in grads), name

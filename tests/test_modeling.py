@@ -94,3 +94,23 @@ def test_invalid_config_names_the_value(kwargs, message):
 def test_negative_noise_std_rejected():
     with pytest.raises(ValueError, match="noise_std=-1"):
         VEEGANReconstructor(noise_std=-1.0)
+
+
+def test_spectral_norm_discriminator_bounds_every_layer_and_round_trips(tmp_path, family):
+    kwargs = FAMILIES[family]
+    torch.manual_seed(0)
+    d = VEEGANDiscriminator(**kwargs, spectral_norm=True)
+    samples, latents = torch.randn(4, *VEEGANGenerator(**kwargs).sample_shape), torch.randn(4, kwargs["latent_dim"])
+    for _ in range(30):  # power iterations run in training forwards
+        d(samples, latents)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    for layer in layers:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.05)
+    d.eval()
+    d.save_pretrained(tmp_path)
+    loaded = VEEGANDiscriminator.from_pretrained(tmp_path).eval()
+    assert loaded.config.spectral_norm is True
+    # the saved power-iteration vectors come back, so eval-mode sigma is the same (to float rounding of the matvec)
+    torch.testing.assert_close(loaded(samples, latents), d(samples, latents), rtol=1e-6, atol=1e-7)

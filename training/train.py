@@ -69,6 +69,8 @@ class TrainingConfig:
     base_channels: int = 64  # DCGAN width at the finest stage
     discriminator_sample_scale: float = 1.0  # D sees x times this: 10 resolves the ring's std-0.02 modes sharply
     discriminator_marginal_head: bool = False  # joint D: add a logit from x alone (veegan and ali only)
+    discriminator_spectral_norm: bool = False  # W / sigma_max(W) in every D layer: a Lipschitz-bounded D
+    discriminator_base_channels: int | None = None  # D's conv width; None: base_channels (D capacity vs G's)
     extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     activation: str = "relu"  # G and F hidden activation
@@ -76,6 +78,8 @@ class TrainingConfig:
     # objective
     objective: str = "veegan"  # veegan | gan | ali | unrolled | pacgan: the baselines share the networks
     adversarial_loss: str = "paper"  # "paper" (raw logit, Algorithm 1) or "non_saturating"
+    discriminator_loss: str = "logistic"  # "logistic" (Algorithm 1) or "hinge"; gan-family G losses follow it
+    r1_weight: float = 0.0  # gamma of the R1 penalty on D's data inputs (0: off); needs a double backward
     reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
     pack_size: int = 2  # PacGAN's m
     joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
@@ -123,6 +127,7 @@ _CHOICES = {
     "architecture": (None, "mlp", "dcgan"),
     "objective": OBJECTIVES,
     "adversarial_loss": ("paper", "non_saturating"),
+    "discriminator_loss": ("logistic", "hinge"),
     "lr_scheduler": ("constant", "cosine", "linear"),
     "mixed_precision": ("no", "fp16", "bf16"),
     "report_to": ("tensorboard", "wandb", "none"),
@@ -150,6 +155,7 @@ _NON_NEGATIVE = (
     "reconstruction_weight",
     "lr_warmup_steps",
     "dataloader_num_workers",
+    "r1_weight",
 )
 
 
@@ -209,6 +215,7 @@ def validate(config: TrainingConfig) -> None:
         "num_validation_samples",
         "resolution",
         "discriminator_learning_rate",
+        "discriminator_base_channels",
     ):
         value = getattr(config, name)
         if value is not None and value <= 0:
@@ -235,6 +242,11 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(
             "--compile cannot run --objective unrolled: its generator loss differentiates through D's unrolled SGD "
             "steps (a double backward), which torch.compile's autograd does not support. Drop --compile."
+        )
+    if config.compile and config.r1_weight > 0:
+        raise ConfigError(
+            f"--compile cannot run --r1_weight {config.r1_weight}: the R1 penalty differentiates D's gradient (a "
+            "double backward), which torch.compile's autograd does not support. Drop --compile or --r1_weight."
         )
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
@@ -494,12 +506,17 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
     joint = config.objective in JOINT_OBJECTIVES
     pack_size = pack_option(config)[1]
     discriminator = VEEGANDiscriminator(
-        **{**shape, "latent_dim": config.latent_dim if joint else 0},
+        **{
+            **shape,
+            "latent_dim": config.latent_dim if joint else 0,
+            "base_channels": config.discriminator_base_channels or config.base_channels,
+        },
         hidden_dim=config.discriminator_hidden_dim,
         num_hidden_layers=config.discriminator_num_hidden_layers,
         pack_size=pack_size,
         sample_scale=config.discriminator_sample_scale,
         marginal_head=config.discriminator_marginal_head,
+        spectral_norm=config.discriminator_spectral_norm,
     )
     return generator, reconstructor, discriminator
 
@@ -757,6 +774,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             pack_size=raw["discriminator"].config.pack_size,
             unrolled_steps=config.unrolled_steps,
             unrolled_learning_rate=d_lr,
+            discriminator_loss_form=config.discriminator_loss,
+            r1_weight=config.r1_weight,
         )
 
     if config.compile:

@@ -22,22 +22,49 @@ import torch
 import torch.nn.functional as nnf
 
 ADVERSARIAL_LOSSES = ("paper", "non_saturating")
+DISCRIMINATOR_LOSSES = ("logistic", "hinge")
 
 
-def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor, form: str = "logistic") -> torch.Tensor:
     r"""
-    The discriminator's logistic loss, line 7 of Algorithm 1.
+    The discriminator's loss: line 7 of Algorithm 1 (logistic), or the hinge loss of Lim & Ye (2017).
 
     Args:
         fake_logits (`torch.Tensor` of shape `(batch,)`): D(z, G(z)) on generated pairs.
         real_logits (`torch.Tensor` of shape `(batch,)`): D(F(x) + noise, x) on data pairs.
+        form (`str`, *optional*, defaults to `"logistic"`): `"logistic"` is Algorithm 1; `"hinge"` stops pushing a
+            logit once it is beyond the margin 1, so D spends its capacity on the pairs it still confuses.
 
     Returns:
         `torch.Tensor`: the scalar loss, averaged over the batch.
     """
-    # -log sigmoid(D(z, G(z)))          = softplus(-D(z, G(z)))
-    # -log(1 - sigmoid(D(z_g, x)))      = softplus(D(z_g, x))
-    return nnf.softplus(-fake_logits).mean() + nnf.softplus(real_logits).mean()
+    if form == "logistic":
+        # -log sigmoid(D(z, G(z)))          = softplus(-D(z, G(z)))
+        # -log(1 - sigmoid(D(z_g, x)))      = softplus(D(z_g, x))
+        return nnf.softplus(-fake_logits).mean() + nnf.softplus(real_logits).mean()
+    if form == "hinge":
+        # max(0, 1 - D(z, G(z))) + max(0, 1 + D(z_g, x)): generated pairs above +1, data pairs below -1
+        return nnf.relu(1 - fake_logits).mean() + nnf.relu(1 + real_logits).mean()
+    raise ValueError(f"discriminator loss form={form!r} is not supported; use one of {DISCRIMINATOR_LOSSES}.")
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: list[torch.Tensor]) -> torch.Tensor:
+    r"""
+    The R1 gradient penalty (Mescheder et al., 2018): 1/2 E ||grad D(real)||^2, at data points only.
+
+    It pushes D towards zero slope on the data, which damps the oscillation around the equilibrium. For a joint D
+    the gradient is taken with respect to both halves of a data pair, (F(x) + noise, x).
+
+    Args:
+        real_logits (`torch.Tensor` of shape `(batch,)`): D on data, computed from `real_inputs`.
+        real_inputs (`list[torch.Tensor]`): the inputs that required grad, each `(batch, ...)`.
+
+    Returns:
+        `torch.Tensor`: the scalar penalty, differentiable in D's weights (a double backward).
+    """
+    # 1/2 ||d D(z_g, x) / d(z_g, x)||^2, averaged over data pairs
+    grads = torch.autograd.grad(real_logits.sum(), real_inputs, create_graph=True)
+    return 0.5 * sum(g.pow(2).flatten(1).sum(dim=1) for g in grads).mean()
 
 
 def reconstruction_loss(latents: torch.Tensor, reconstructed_latents: torch.Tensor) -> torch.Tensor:

@@ -273,6 +273,8 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
             return the sum of both logits. The joint log-ratio splits as log p(z, x)/q(z, x) = log p(x)/q(x) +
             log p(z|x)/q(z|x); the first term needs no z, and this head learns it without having to see past z.
             Needs `latent_dim > 0`.
+        spectral_norm (`bool`, *optional*, defaults to `False`): divide every weight of D by its largest singular
+            value (Miyato et al., 2018), which bounds D's Lipschitz constant; one power iteration per training forward.
     """
 
     @register_to_config
@@ -290,6 +292,7 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         sample_scale: float = 1.0,
         activation: str = "leaky_relu",
         marginal_head: bool = False,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         _check_common(architecture, latent_dim, data_dim, image_size, num_channels, allow_zero_latent=True)
@@ -309,6 +312,11 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
         self.head = self._make_head(hidden_dim, num_hidden_layers, activation)
         self.x_head = self._make_head(hidden_dim, num_hidden_layers, activation) if marginal_head else None
+        if spectral_norm:
+            for module in list(self.modules()):
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    # W / sigma_max(W); the parametrization keeps `weight` as a name, so D's code is unchanged
+                    nn.utils.parametrizations.spectral_norm(module)
 
     @staticmethod
     def _make_head(hidden_dim: int, num_hidden_layers: int, activation: str) -> nn.Sequential:

@@ -33,6 +33,7 @@ from .losses import (
     discriminator_loss,
     generator_loss,
     pack,
+    r1_penalty,
     reconstruction_loss,
 )
 
@@ -82,6 +83,26 @@ def _frozen_forward(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     return functional_call(module, params, args)
 
 
+def _discriminate(
+    discriminator: nn.Module,
+    fake: tuple[torch.Tensor, ...],
+    real: tuple[torch.Tensor, ...],
+    form: str,
+    r1_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's loss on one concatenated forward of generated and data inputs (`(x,)` or `(x, z)` each), plus the R1
+    penalty on the data inputs when `r1_weight > 0`. Returns the loss and the `(2 * num,)` logits, generated first."""
+    if r1_weight > 0:
+        real = tuple(t.detach().requires_grad_(True) for t in real)
+    num = fake[0].shape[0]
+    logits = discriminator(*(torch.cat(pair) for pair in zip(fake, real)))  # (2 * num,)
+    loss = discriminator_loss(logits[:num], logits[num:], form)
+    if r1_weight > 0:
+        # + gamma / 2 * ||grad D(real)||^2
+        loss = loss + r1_weight * r1_penalty(logits[num:], list(real))
+    return loss, logits
+
+
 def _noisy(means: torch.Tensor, noise_std: float) -> torch.Tensor:
     """z_g ~ N(F(x), noise_std^2 I), reparameterized."""
     return means + noise_std * torch.randn_like(means) if noise_std > 0 else means
@@ -98,6 +119,8 @@ def veegan_losses(
     reconstruction_weight: float = 1.0,
     adversarial_loss: str = "paper",
     pack_size: int = 1,
+    discriminator_loss_form: str = "logistic",
+    r1_weight: float = 0.0,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
@@ -114,6 +137,9 @@ def veegan_losses(
         adversarial_loss (`str`, *optional*, defaults to `"paper"`): `"paper"` or `"non_saturating"`.
         pack_size (`int`, *optional*, defaults to 1): D judges `pack_size` (z, x) pairs at once (PacGAN's packing
             applied to the joint D, which has `pack_size=m`); 1 is Algorithm 1.
+        discriminator_loss_form (`str`, *optional*, defaults to `"logistic"`): D's loss, `"logistic"` (Algorithm 1)
+            or `"hinge"`.
+        r1_weight (`float`, *optional*, defaults to 0.0): gamma of the R1 penalty on data pairs; 0 turns it off.
         discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator, used for G's frozen view of D;
             defaults to `discriminator`.
     """
@@ -130,8 +156,9 @@ def veegan_losses(
     fake_x, real_x = pack(fake_samples.detach(), pack_size), pack(real_samples, pack_size)
     fake_z, real_z = pack(latents, pack_size), pack(real_latents, pack_size)
     num = fake_x.shape[0]
-    logits = discriminator(torch.cat([fake_x, real_x]), torch.cat([fake_z, real_z]))  # (2 * num,)
-    d_loss = discriminator_loss(logits[:num], logits[num:])
+    d_loss, logits = _discriminate(
+        discriminator, (fake_x, fake_z), (real_x, real_z), discriminator_loss_form, r1_weight
+    )  # logits: (2 * num,)
 
     # G's view of the same D (the pre-update weights), held fixed: line 11 trains gamma only.
     d_frozen = discriminator_module or discriminator
@@ -151,16 +178,22 @@ def ali_losses(
     latents: torch.Tensor,
     *,
     noise_std: float,
+    discriminator_loss_form: str = "logistic",
+    r1_weight: float = 0.0,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
-    """ALI / BiGAN: the joint D and pairs of VEEGAN, G and F both trained adversarially, nothing reconstructed."""
+    """ALI / BiGAN: the joint D and pairs of VEEGAN, G and F both trained adversarially, nothing reconstructed.
+    The options are `veegan_losses`'s."""
     batch = real_samples.shape[0]
     fake_samples = generator(latents)  # (batch, *sample_shape)
     real_latents = _noisy(reconstructor(real_samples), noise_std)  # (batch, latent_dim), trains theta through D
-    logits = discriminator(
-        torch.cat([fake_samples.detach(), real_samples]), torch.cat([latents, real_latents.detach()])
-    )  # (2 * batch,)
-    d_loss = discriminator_loss(logits[:batch], logits[batch:])
+    d_loss, logits = _discriminate(
+        discriminator,
+        (fake_samples.detach(), latents),
+        (real_samples, real_latents.detach()),
+        discriminator_loss_form,
+        r1_weight,
+    )  # logits: (2 * batch,)
     frozen = _frozen_forward(
         discriminator_module or discriminator,
         torch.cat([fake_samples, real_samples]),
@@ -183,6 +216,8 @@ def gan_losses(
     pack_size: int = 1,
     unrolled_steps: int = 0,
     unrolled_learning_rate: float = 1e-3,
+    discriminator_loss_form: str = "logistic",
+    r1_weight: float = 0.0,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
@@ -194,28 +229,33 @@ def gan_losses(
         unrolled_steps (`int`, *optional*, defaults to 0): Unrolled GAN's k; G is trained against D after k
             differentiable SGD steps of D's loss (with gradients through the unrolling, as Metz et al.).
         unrolled_learning_rate (`float`, *optional*, defaults to 1e-3): the step size of the unrolled updates.
+        discriminator_loss_form (`str`, *optional*, defaults to `"logistic"`): D's loss. G's loss is its pair: the
+            non-saturating loss for `"logistic"`, the raw logit for `"hinge"` (Lim & Ye, 2017).
+        r1_weight (`float`, *optional*, defaults to 0.0): gamma of the R1 penalty on data; 0 turns it off.
         discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator.
     """
     d_module = discriminator_module or discriminator
     fake_samples = generator(latents)  # (batch, *sample_shape)
     fake_packed, real_packed = pack(fake_samples, pack_size), pack(real_samples, pack_size)
     num = fake_packed.shape[0]
-    logits = discriminator(torch.cat([fake_packed.detach(), real_packed]))  # (2 * batch / pack_size,)
-    d_loss = discriminator_loss(logits[:num], logits[num:])
+    d_loss, logits = _discriminate(
+        discriminator, (fake_packed.detach(),), (real_packed,), discriminator_loss_form, r1_weight
+    )  # logits: (2 * batch / pack_size,)
 
     if unrolled_steps > 0:
         # theta_D^{k}: k SGD steps on D's loss from the current weights, differentiable in G's samples
         params = {name: p.detach().requires_grad_(True) for name, p in d_module.named_parameters()}
         for _ in range(unrolled_steps):
             unrolled_logits = functional_call(d_module, params, (torch.cat([fake_packed, real_packed]),))
-            step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:])
+            step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:], discriminator_loss_form)
             grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
             params = {name: p - unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
         fake_logits = functional_call(d_module, params, (fake_packed,))
     else:
         fake_logits = _frozen_forward(d_module, fake_packed)
-    # -log(1 - sigmoid(D(G(z)))): non-saturating, in this module's sign convention
-    g_loss = adversarial_generator_loss(fake_logits, "non_saturating")
+    # -log(1 - sigmoid(D(G(z)))) (non-saturating, in this module's sign convention), or D(G(z)) against a hinge D
+    g_form = "paper" if discriminator_loss_form == "hinge" else "non_saturating"
+    g_loss = adversarial_generator_loss(fake_logits, g_form)
     # F learns to invert G on detached samples: it never influences G
     reconstruction = reconstruction_loss(latents, reconstructor(fake_samples.detach()))
     return StepLosses(d_loss, g_loss, reconstruction, reconstruction.detach(), logits[num:], logits[:num])
@@ -235,12 +275,17 @@ def compute_losses(
     pack_size: int = 1,
     unrolled_steps: int = 5,
     unrolled_learning_rate: float = 1e-3,
+    discriminator_loss_form: str = "logistic",
+    r1_weight: float = 0.0,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
     One step's losses for `objective` (one of `OBJECTIVES`); the options that do not apply to it are ignored.
     """
     networks = (generator, reconstructor, discriminator, real_samples, latents)
+    shared = dict(
+        discriminator_loss_form=discriminator_loss_form, r1_weight=r1_weight, discriminator_module=discriminator_module
+    )
     if objective == "veegan":
         return veegan_losses(
             *networks,
@@ -248,16 +293,16 @@ def compute_losses(
             reconstruction_weight=reconstruction_weight,
             adversarial_loss=adversarial_loss,
             pack_size=pack_size,
-            discriminator_module=discriminator_module,
+            **shared,
         )
     if objective == "ali":
-        return ali_losses(*networks, noise_std=noise_std, discriminator_module=discriminator_module)
+        return ali_losses(*networks, noise_std=noise_std, **shared)
     if objective in ("gan", "pacgan", "unrolled"):
         return gan_losses(
             *networks,
             pack_size=pack_size if objective == "pacgan" else 1,
             unrolled_steps=unrolled_steps if objective == "unrolled" else 0,
             unrolled_learning_rate=unrolled_learning_rate,
-            discriminator_module=discriminator_module,
+            **shared,
         )
     raise ValueError(f"objective={objective!r} is not supported; use one of {OBJECTIVES}.")
