@@ -276,22 +276,29 @@ def _step_quantiles(stamps: list[float]) -> dict:
 # ----------------------------------------------------------------------------------------------------- the bare loop
 
 
-def batch_sampler(config) -> Callable[[], torch.Tensor]:
-    """The data as `train()`'s built-in sources make it: fresh mixture draws, or digits gathered per channel."""
+def batch_sampler(config, device: torch.device | str = "cpu") -> Callable[[], torch.Tensor]:
+    """The data as `train()`'s built-in sources make it: fresh mixture draws, or digits gathered per channel, made on
+    `device` as `train()` makes them."""
     if config.architecture == "mlp":
         mixture, batch = get_mixture(config.dataset_name), config.train_batch_size
-        return lambda: mixture.sample(batch)  # (batch, data_dim)
+        return lambda: mixture.sample(batch, device=device)  # (batch, data_dim)
     images, _ = mnist_split("train")
     digit_size = config.resolution if config.resolution in (28, 32) else 28
     pool = mnist_pixel_values(images, digit_size)  # (N, 1, H, W) in [-1, 1]
     if config.resolution != digit_size:  # the digit data comes at 28 or 32: scaled up for the 64-px sweep only
         pool = nnf.interpolate(pool, size=config.resolution, mode="bilinear", align_corners=False)
-    channels, batch = config.num_channels, config.train_batch_size
-    return lambda: pool[torch.randint(pool.shape[0], (batch, channels)), 0]  # (batch, channels, H, W)
+    channels, batch, pool = config.num_channels, config.train_batch_size, pool.to(device)
+    return lambda: pool[torch.randint(pool.shape[0], (batch, channels), device=device), 0]  # (batch, channels, H, W)
 
 
 def bare_run(
-    config, steps: int, *, compile: bool, warmup_steps: int = WARMUP_STEPS, memory: dict | None = None
+    config,
+    steps: int,
+    *,
+    compile: bool,
+    warmup_steps: int = WARMUP_STEPS,
+    memory: dict | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Algorithm 1's simultaneous update written out with no framework: the floor the package loop is compared with.
 
@@ -303,7 +310,7 @@ def bare_run(
     if compile:
         torch._dynamo.reset()
     torch.manual_seed(config.seed)
-    generator, reconstructor, discriminator = train_module.build_networks(config)
+    generator, reconstructor, discriminator = (m.to(device) for m in train_module.build_networks(config))
     d_lr = config.discriminator_learning_rate or config.learning_rate
     optimizer = torch.optim.Adam(
         [
@@ -317,13 +324,15 @@ def bare_run(
     frozen_discriminator = discriminator  # G's view of D: functional_call on the plain module, compiled or not
     if compile:
         generator, reconstructor, discriminator = (torch.compile(m) for m in (generator, reconstructor, discriminator))
-    next_batch = batch_sampler(config)
+    next_batch = batch_sampler(config, device)
     batch, noise_std = config.train_batch_size, config.reconstructor_noise_std
     latent_shape = (batch, config.latent_dim)
+    # GPU kernels run asynchronously: a time stamp counts only once the queued steps are done
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
 
     def step() -> None:
         real_samples = next_batch()
-        latents = torch.randn(latent_shape)  # (batch, latent_dim)
+        latents = torch.randn(latent_shape, device=device)  # (batch, latent_dim)
         fake_samples = generator(latents)
         both_latents = reconstructor(torch.cat([real_samples, fake_samples]))  # (2 * batch, latent_dim)
         real_latents = both_latents[:batch].detach()
@@ -345,11 +354,14 @@ def bare_run(
     start = time.perf_counter()
     for _ in range(warmup_steps):
         step()
+    sync()
     with peak_memory(memory) if memory is not None else contextlib.nullcontext():
         stamps = [time.perf_counter()]
         for _ in range(steps - warmup_steps):
             step()
             stamps.append(time.perf_counter())
+        sync()
+        stamps[-1] = time.perf_counter()
     steps_per_second = (steps - warmup_steps) / (stamps[-1] - stamps[0])
     return {
         "steps_per_second": steps_per_second,
@@ -365,7 +377,7 @@ def bare_run(
 VARIANTS = ("package", "package_ema", "bare")
 
 
-def measure_training(preset: str, steps: int, repeats: int, compile: bool, work_dir: Path) -> dict:
+def measure_training(preset: str, steps: int, repeats: int, compile: bool, work_dir: Path, device: str = "cpu") -> dict:
     """R repeats of package, package with EMA and bare, in a rotating order so that load changes hit all three."""
     config = preset_config(preset, "--max_train_steps", str(steps))
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
@@ -380,7 +392,7 @@ def measure_training(preset: str, steps: int, repeats: int, compile: bool, work_
             try:
                 with peak_memory(record):
                     if variant == "bare":
-                        result = bare_run(config, steps, compile=compile)
+                        result = bare_run(config, steps, compile=compile, device=device)
                     else:
                         result = package_run(preset, steps, work_dir, use_ema=variant == "package_ema", compile=compile)
             except Exception as err:  # compile on CPU may fail (compiler, inductor); recorded, not raised
@@ -685,12 +697,22 @@ def main(argv: list[str] | None = None) -> int:
     compile_group.add_argument("--compile", dest="compile", action="store_true", default=None, help="force on")
     compile_group.add_argument("--no_compile", dest="compile", action="store_false", help="skip torch.compile")
     parser.add_argument("--invert_steps", type=int, default=None, help="pipe.invert num_steps (default 50; 2 smoke)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="where training runs (both loops); sampling and scaling are CPU measurements and need cpu",
+    )
     parser.add_argument("--skip_sampling", action="store_true")
     parser.add_argument("--skip_scaling", action="store_true")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=None, help="where training runs write (default: a temporary folder)")
     args = parser.parse_args(argv)
     smoke = args.smoke
+    if args.device == "cuda" and not (args.skip_sampling and args.skip_scaling):
+        parser.error("--device cuda measures training only: add --skip_sampling --skip_scaling.")
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # train()'s Accelerator would otherwise pick a GPU
     repeats = args.repeats or (1 if smoke else 3)
     # compile costs minutes per run on CPU: on by default in the full run, off in --smoke unless forced
     compile = (not smoke) if args.compile is None else args.compile
@@ -704,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     meta = {
         "cpu": _cpu_name(),
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name(),
         "num_cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -725,9 +749,11 @@ def main(argv: list[str] | None = None) -> int:
         training: dict = {}
         for preset in args.presets:
             training[preset] = {"config": training_config_record(preset, steps[preset])}
-            training[preset]["eager"] = measure_training(preset, steps[preset], repeats, False, work)
+            training[preset]["eager"] = measure_training(preset, steps[preset], repeats, False, work, args.device)
             if compile:
-                block = training[preset]["compile"] = measure_training(preset, steps[preset], repeats, True, work)
+                block = training[preset]["compile"] = measure_training(
+                    preset, steps[preset], repeats, True, work, args.device
+                )
                 if "error" not in block["package"]:
                     # the --compile goal: the compiled package against the hand-written loop as people run it, eager
                     block["ratio_package_to_bare_eager"] = (
@@ -749,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = []
         results = Path(args.results_dir)
         results.mkdir(parents=True, exist_ok=True)
-        tag = "_smoke" if smoke else ""
+        tag = ("_smoke" if smoke else "") + ("_cuda" if args.device == "cuda" else "")
         if not args.skip_scaling:
             payload["scaling"] = measure_scaling(
                 SMOKE_SCALING if smoke else FULL_SCALING, image_batch=4 if smoke else SCALING_IMAGE_BATCH

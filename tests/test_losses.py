@@ -141,9 +141,8 @@ def test_r1_penalty_of_a_linear_discriminator_is_half_its_squared_slope():
 
 @pytest.mark.parametrize("objective", ["veegan", "gan", "ali"])
 def test_r1_and_hinge_reach_the_discriminator_only(objective):
-    from veegan_hf.objectives import compute_losses
-
     from tests.conftest import FAMILIES
+    from veegan_hf.objectives import compute_losses
 
     pipe = make_pipeline("mlp-2d")
     if objective == "gan":  # D judges x alone
@@ -155,7 +154,5 @@ def test_r1_and_hinge_reach_the_discriminator_only(objective):
     assert penalized.discriminator.item() != plain.discriminator.item()
     # the penalty and the hinge change D's loss; G's gradient comes from the frozen D view, which they never touch
     for name in ("generator", "reconstructor"):
-        grads = torch.autograd.grad(
-            penalized.discriminator, list(getattr(pipe, name).parameters()), allow_unused=True
-        )
+        grads = torch.autograd.grad(penalized.discriminator, list(getattr(pipe, name).parameters()), allow_unused=True)
         assert all(g is None or g.abs().max() == 0 for g in grads), name

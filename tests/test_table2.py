@@ -80,7 +80,8 @@ def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
     assert {"commit", "cpu", "jobs", "wall_minutes", "command", "torch"} <= set(meta)
     assert meta["ivom"]["num_images"] == 8 and meta["ivom"]["split"] == "classifier_test"
 
-    assert set(payload["summary"]) == set(table2.DEFAULT_METHODS)
+    assert set(payload["summary"]) == set(table2.SMOKE_ROWS)
+    assert set(payload["best_rows"]) == {table2.ROWS[row][0] for row in table2.SMOKE_ROWS}
     for cell in payload["summary"].values():
         assert cell["num_seeds"] == 1 and cell["num_modes"] == 1000
         for key in table2.REPORTED:
@@ -92,11 +93,14 @@ def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
         assert metrics["num_samples"] == table2.SMOKE_NUM_EVAL_SAMPLES
         assert (metrics["ivom_num_restarts"], metrics["ivom_num_steps"], metrics["ivom_num_images"]) == (3, 5, 8)
     assert set(payload["paper"]) == {"DCGAN", "ALI", "Unrolled GAN", "VEEGAN"}
+    data = payload["data_row"]  # real triples through the same classifier: near every mode at this sample count
+    assert data["num_samples"] == table2.SMOKE_NUM_EVAL_SAMPLES and data["modes_covered"] > 300
 
     markdown = (results / "table2_smoke.md").read_text()
-    for row in ("| DCGAN |", "| VEEGAN |", "(paper's Table 2)", "(CIFAR-10)", "held-out accuracy", meta["commit"]):
+    for row in ("DCGAN", "VEEGAN `--discriminator", "(paper's Table 2)", "(CIFAR-10)", "held-out accuracy", "data row"):
         assert row in markdown
-    assert payload["figures"] == sorted(f"table2_smoke_{m}.png" for m in table2.DEFAULT_METHODS)
+    assert table2.BEST_PUBLISHED["name"] in markdown and meta["commit"] in markdown
+    assert payload["figures"] == sorted(f"table2_smoke_{row}.png" for row in table2.SMOKE_ROWS)
     for name in payload["figures"]:
         assert (results / name).stat().st_size > 0
 

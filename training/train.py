@@ -88,6 +88,7 @@ class TrainingConfig:
     # optimization
     train_batch_size: int = 500  # per process; the notebook's 500
     max_train_steps: int = 2000  # optimizer steps
+    max_train_seconds: float | None = None  # stop early after this much training wall time (None: no limit)
     learning_rate: float = 1e-3  # G and F, the notebook's
     discriminator_learning_rate: float | None = None  # None: same as learning_rate
     adam_beta1: float = 0.5  # the notebook's; 0.5 damps GAN oscillations
@@ -216,6 +217,7 @@ def validate(config: TrainingConfig) -> None:
         "resolution",
         "discriminator_learning_rate",
         "discriminator_base_channels",
+        "max_train_seconds",
     ):
         value = getattr(config, name)
         if value is not None and value <= 0:
@@ -800,6 +802,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
     warmup_steps = min(10, max(0, config.max_train_steps - first_step - 1))
     timed_from, timed_start = first_step + warmup_steps, start_time
 
+    scales: list[float] = []  # the GradScaler's loss scale at each logging step (fp16 on GPU only)
+    stopped_by_time = False
     for step in range(first_step + 1, config.max_train_steps + 1):
         for _ in range(config.gradient_accumulation_steps):
             real = next(batches)
@@ -829,6 +833,9 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             values = {k: v.item() / num_running for k, v in running.items()}
             values["lr"] = scheduler.get_last_lr()[0]
             values["perf/steps_per_second"] = (step - first_step) / (time.perf_counter() - start_time)
+            if accelerator.scaler is not None:
+                values["perf/loss_scale"] = accelerator.scaler.get_scale()
+                scales.append(values["perf/loss_scale"])
             accelerator.log(values, step=step)
             # refresh=False: the bar redraws on its own schedule; a forced redraw floods log files
             postfix = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")}
@@ -847,7 +854,14 @@ def train(config: TrainingConfig) -> VEEGAN | None:
         validating = config.validation_steps and step % config.validation_steps == 0 and step < config.max_train_steps
         if validating and accelerator.is_main_process:
             validate_and_log(accelerator, export_pipeline(), config, step, final=False)
+        timed_check = config.max_train_seconds and step % config.logging_steps == 0
+        if timed_check and _out_of_time(accelerator, start_time, config):
+            stopped_by_time = True
+            logger.info("stopping at step %d: --max_train_seconds %s reached", step, config.max_train_seconds)
+            break
     progress.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the queued kernels belong to the timed steps
     loop_seconds = time.perf_counter() - timed_start
     steps_per_second = (step - timed_from) / loop_seconds if step > timed_from else 0.0  # 0.0: too short to time
     if _diverged(running):
@@ -867,6 +881,8 @@ def train(config: TrainingConfig) -> VEEGAN | None:
                 "train/steps_per_second": steps_per_second,
                 "train/samples_per_second": steps_per_second * resolved["effective_batch_size"],
                 "train/num_processes": accelerator.num_processes,
+                "train/stopped_by_time": stopped_by_time,
+                **({"train/loss_scale_min": min(scales), "train/loss_scale_max": max(scales)} if scales else {}),
             }
         )
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -917,6 +933,14 @@ def _contexts(*managers):
     for manager in managers:
         stack.enter_context(manager)
     return stack
+
+
+def _out_of_time(accelerator, start_time: float, config: TrainingConfig) -> bool:
+    """Has the run used its --max_train_seconds? Every rank gets the main process's answer, so all stop together."""
+    over = torch.tensor(float(time.perf_counter() - start_time >= config.max_train_seconds), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        over = accelerator.reduce(over, reduction="max")
+    return bool(over.item())
 
 
 def _diverged(running: dict[str, torch.Tensor] | None) -> bool:
