@@ -49,8 +49,8 @@ if [ -d .whl ]; then
 else
   export PYTHONPATH=$PWD/src
 fi
-# the commit under test: git's own where .git came along, else the one the sender wrote to .device/commit
-VEEGAN_COMMIT=$(git rev-parse HEAD 2>/dev/null || cat .device/commit 2>/dev/null || echo unknown)
+# the commit under test: the one the sender wrote to .device/commit (a .git on the device can be stale), else git's
+VEEGAN_COMMIT=$(cat .device/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
 export VEEGAN_COMMIT
 log "commit $VEEGAN_COMMIT"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1

@@ -77,7 +77,7 @@ SCALING_IMAGE_BATCH = 64  # the stacked_mnist preset's batch, for the image-size
 
 
 def _commit() -> dict:
-    if os.environ.get("VEEGAN_COMMIT") and not (REPO / ".git").exists():  # as table1._commit: a copy without .git
+    if os.environ.get("VEEGAN_COMMIT"):  # as table1._commit: a copy of the tree on a remote GPU machine
         return {"commit": os.environ["VEEGAN_COMMIT"], "dirty": False}
     try:
         sha = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()

@@ -132,8 +132,8 @@ def _cpu_name() -> str:
 
 
 def _commit() -> str:
-    # a copy of the tree without .git (a remote GPU machine) gets its commit from the script that sent it there
-    if os.environ.get("VEEGAN_COMMIT") and not (REPO / ".git").exists():
+    # a copy of the tree on a remote GPU machine gets its commit from the script that sent it there
+    if os.environ.get("VEEGAN_COMMIT"):
         return os.environ["VEEGAN_COMMIT"]
     try:
         sha = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()

@@ -60,6 +60,7 @@ METHOD_NAMES = {"gan": "DCGAN", "ali": "ALI", "unrolled": "Unrolled GAN", "pacga
 SN = ("--discriminator_spectral_norm", "true")
 MARGINAL = ("--discriminator_marginal_head", "true")
 HINGE = ("--discriminator_loss", "hinge")
+SYM = ("--symmetric_latent_noise", "true")
 # row id -> (objective, levers); a row id names its levers. The default rows (DEFAULT_ROWS) are each method's adopted
 # recipe; `--rows all` adds every variant. The order is the table's and the run priority's.
 ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -81,6 +82,16 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gan_r1": ("gan", ("--r1_weight", "0.1")),
     "veegan_marginal_sn_wide_d": ("veegan", (*MARGINAL, *SN, "--discriminator_base_channels", "64")),
     "gan_sn_wide_d": ("gan", (*SN, "--discriminator_base_channels", "64")),
+    # the second screen: the codes of data pairs are wider than z, which lets D tell pairs apart by ||z||
+    "veegan_marginal_sn_sym": ("veegan", (*MARGINAL, *SN, *SYM)),
+    "veegan_marginal_sn_noise03": ("veegan", (*MARGINAL, *SN, "--reconstructor_noise_std", "0.3")),
+    "veegan_marginal_sn_noise0": ("veegan", (*MARGINAL, *SN, "--reconstructor_noise_std", "0")),
+    "veegan_marginal_sn_sym_lambda01": ("veegan", (*MARGINAL, *SN, *SYM, "--reconstruction_weight", "0.1")),
+    "veegan_marginal_sn_sym_lambda03": ("veegan", (*MARGINAL, *SN, *SYM, "--reconstruction_weight", "0.3")),
+    "veegan_marginal_sn_sym_noise05": ("veegan", (*MARGINAL, *SN, *SYM, "--reconstructor_noise_std", "0.5")),
+    "veegan_marginal_sn_sym_pack2": ("veegan", (*MARGINAL, *SN, *SYM, "--joint_pack_size", "2")),
+    "veegan_sn_sym": ("veegan", (*SN, *SYM)),
+    "ali_sn": ("ali", SN),
 }
 DEFAULT_ROWS = ("gan", "ali", "unrolled", "pacgan", "veegan")
 SMOKE_ROWS = ("gan", "veegan_marginal_sn")

@@ -73,6 +73,7 @@ class TrainingConfig:
     discriminator_base_channels: int | None = None  # D's conv width; None: base_channels (D capacity vs G's)
     extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
+    symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
     activation: str = "relu"  # G and F hidden activation
 
     # objective
@@ -234,6 +235,11 @@ def validate(config: TrainingConfig) -> None:
     if config.train_batch_size % size:
         raise ConfigError(
             f"--train_batch_size {config.train_batch_size} is not a multiple of --{name} {size}: D judges whole packs."
+        )
+    if config.symmetric_latent_noise and config.objective != "veegan":
+        raise ConfigError(
+            f"--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
+            f"--objective {config.objective} does not use it. Drop the option."
         )
     if config.discriminator_marginal_head and config.objective not in JOINT_OBJECTIVES:
         raise ConfigError(
@@ -778,6 +784,7 @@ def train(config: TrainingConfig) -> VEEGAN | None:
             unrolled_learning_rate=d_lr,
             discriminator_loss_form=config.discriminator_loss,
             r1_weight=config.r1_weight,
+            symmetric_latent_noise=config.symmetric_latent_noise,
         )
 
     if config.compile:

@@ -121,6 +121,7 @@ def veegan_losses(
     pack_size: int = 1,
     discriminator_loss_form: str = "logistic",
     r1_weight: float = 0.0,
+    symmetric_latent_noise: bool = False,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
@@ -140,6 +141,10 @@ def veegan_losses(
         discriminator_loss_form (`str`, *optional*, defaults to `"logistic"`): D's loss, `"logistic"` (Algorithm 1)
             or `"hinge"`.
         r1_weight (`float`, *optional*, defaults to 0.0): gamma of the R1 penalty on data pairs; 0 turns it off.
+        symmetric_latent_noise (`bool`, *optional*, defaults to `False`): D also sees the generated pair's code with
+            the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the codes
+            of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving both
+            joints with one noise kernel keeps their divergence zero exactly when they match.
         discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator, used for G's frozen view of D;
             defaults to `discriminator`.
     """
@@ -154,7 +159,8 @@ def veegan_losses(
 
     # Packed per side (a pack never mixes generated and data pairs): (num, pack_size * dim) each
     fake_x, real_x = pack(fake_samples.detach(), pack_size), pack(real_samples, pack_size)
-    fake_z, real_z = pack(latents, pack_size), pack(real_latents, pack_size)
+    fake_codes = _noisy(latents, noise_std) if symmetric_latent_noise else latents  # (batch, latent_dim)
+    fake_z, real_z = pack(fake_codes, pack_size), pack(real_latents, pack_size)
     num = fake_x.shape[0]
     d_loss, logits = _discriminate(
         discriminator, (fake_x, fake_z), (real_x, real_z), discriminator_loss_form, r1_weight
@@ -277,6 +283,7 @@ def compute_losses(
     unrolled_learning_rate: float = 1e-3,
     discriminator_loss_form: str = "logistic",
     r1_weight: float = 0.0,
+    symmetric_latent_noise: bool = False,
     discriminator_module: nn.Module | None = None,
 ) -> StepLosses:
     r"""
@@ -293,6 +300,7 @@ def compute_losses(
             reconstruction_weight=reconstruction_weight,
             adversarial_loss=adversarial_loss,
             pack_size=pack_size,
+            symmetric_latent_noise=symmetric_latent_noise,
             **shared,
         )
     if objective == "ali":
