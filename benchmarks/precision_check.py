@@ -19,10 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `benchmarks` and `training` are script folders, not installed packages
-
-from benchmarks.table1 import _commit, _cpu_name, train_run  # noqa: E402
+from veegan_hf.benchmarking.runs import train_run
+from veegan_hf.provenance import REPO, device_name, git_commit
 
 
 def check(precision: str, steps: int, work: Path) -> dict:
@@ -95,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "meta": {
             "device": args.device,
-            "device_name": torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name(),
+            "device_name": device_name(args.device),
             "torch": torch.__version__,
-            "commit": _commit(),
+            "commit": git_commit(),
             "steps": steps,
             "wall_seconds": round(time.perf_counter() - start, 1),
             "command": "python benchmarks/precision_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),

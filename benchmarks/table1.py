@@ -3,8 +3,8 @@
     python benchmarks/table1.py --seeds 5            # the full table (see benchmarks/README.md for the wall time)
     python benchmarks/table1.py --smoke              # 1 seed, a few steps: what CI runs
 
-Every method trains with `training/train.py` on the dataset's preset (`training/configs/<dataset>.yaml`), so the
-networks, batch, steps and optimizer are shared and only `--objective` differs. The paper-faithful VEEGAN recipe
+Every method trains with `veegan_hf.training` on the dataset's preset (`veegan_hf/training/configs/<dataset>.yaml`),
+so the networks, batch, steps and optimizer are shared and only `--objective` differs. The paper-faithful VEEGAN recipe
 (`<dataset>_paper.yaml`) is its own row. Runs go in parallel, one process and one thread per run. The results carry
 the commit, the wall time and the CPU: `benchmarks/results/table1.{json,md}` and `table1_<dataset>.png`.
 
@@ -13,19 +13,16 @@ only the missing runs. A finished run is reused only if it came from the same co
 """
 
 import argparse
-import json
-import multiprocessing
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `training.train` is a script folder, not an installed package
+from veegan_hf.benchmarking.runs import run_parallel, save_record, split_finished, train_run
+from veegan_hf.provenance import REPO, cpu_name, final_commit, git_commit, provenance, write_results
 
 DATASETS = ("ring", "grid", "synthetic1200")
 # row name -> (preset suffix, objective)
@@ -44,117 +41,13 @@ PAPER = {  # Table 1 of the paper: (modes, HQ %)
     "VEEGAN": {"ring": (8, 52.9), "grid": (24.6, 40), "synthetic1200": (5.5, 28.29)},
 }
 SMOKE_OVERRIDES = ["--max_train_steps", "20", "--train_batch_size", "64"]
-RUN_RECORD = "benchmark_run.json"
 # relative cost of a run (measured per-step time x steps), to start the longest first: a shorter makespan on few cores
 COST = {"unrolled": 4.0, "_paper": 4.0}
-
-
-def _one_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def train_run(job: dict) -> dict:
-    """One training run in a pool worker: no trackers, the full-protocol evaluation at the end."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    from training import train as train_module
-
-    AcceleratorState._reset_state(True)  # workers are reused across runs: each run builds its own Accelerator
-    GradientState._reset_state()
-
-    preset = REPO / "training" / "configs" / f"{job['dataset']}{job['suffix']}.yaml"
-    argv = [
-        "--config",
-        str(preset),
-        "--objective",
-        job["objective"],
-        "--seed",
-        str(job["seed"]),
-        "--output_dir",
-        job["output_dir"],
-        "--report_to",
-        "none",
-        "--validation_steps",
-        "1000000",
-        *job["overrides"],
-    ]
-    start = time.perf_counter()
-    config = train_module.parse_config(argv)
-    train_module.train(config)
-    metrics = json.loads((Path(job["output_dir"]) / "metrics.json").read_text())
-    return {**job, "metrics": metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
 def run_one(job: dict) -> dict:
     """`train_run`, then the record that lets an interrupted table reuse it."""
     return save_record(train_run(job))
-
-
-def save_record(run: dict) -> dict:
-    """Writes `run` as its folder's record, last and atomically: its presence means the run finished."""
-    _write_atomic(Path(run["output_dir"]) / RUN_RECORD, json.dumps(run, indent=2))
-    return run
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
-def finished_run(job: dict) -> dict | None:
-    """The record of a finished run of exactly this job at exactly this commit, or None.
-
-    A long table survives interruption: rerunning the same command with the same `--work_dir` trains only what is
-    missing. A record from other code (another commit, or a dirty tree) is never reused.
-    """
-    path = Path(job["output_dir"]) / RUN_RECORD
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    same_job = all(run.get(key) == value for key, value in job.items())
-    clean = not job["commit"].endswith("-dirty") and job["commit"] != "unknown"
-    return run if same_job and clean else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _commit() -> str:
-    # a copy of the tree on a remote GPU machine gets its commit from the script that sent it there
-    if os.environ.get("VEEGAN_COMMIT"):
-        return os.environ["VEEGAN_COMMIT"]
-    try:
-        sha = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=REPO, text=True).strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "training", "benchmarks"], cwd=REPO)
-        return sha + ("-dirty" if dirty.returncode else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def split_finished(jobs: list[dict], work: Path) -> tuple[list[dict], list[dict]]:
-    """(the reusable records of finished runs, the jobs still to train): `finished_run` applied to every job."""
-    runs = [run for run in map(finished_run, jobs) if run is not None]
-    done = {run["output_dir"] for run in runs}
-    if runs:
-        print(f"reusing {len(runs)} finished run(s) of commit {jobs[0]['commit']} from {work}", flush=True)
-    return runs, [job for job in jobs if job["output_dir"] not in done]
-
-
-def final_commit(commit: str) -> str:
-    """`commit`, marked dirty if the tree changed while the runs trained."""
-    return commit if _commit() == commit else commit + "-dirty"
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -171,24 +64,6 @@ def summarize(runs: list[dict]) -> dict:
                 cell[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "values": values}
             summary.setdefault(method, {})[dataset] = cell
     return summary
-
-
-def provenance(meta: dict) -> str:
-    """The sentence under a results table: commit, wall time, CPU, command, and how many runs were reused."""
-    text = (
-        f"Commit `{meta['commit']}`, {meta['wall_minutes']:.1f} min wall on {meta['jobs']} process(es) of "
-        f"{meta['cpu']}; the runs' own times sum to {meta['run_minutes']:.1f} min. Command: `{meta['command']}`."
-    )
-    if meta["reused_runs"]:
-        text += f" {meta['reused_runs']} run(s) were reused from an interrupted invocation at the same commit."
-    return text + "\n"
-
-
-def write_results(results: Path, name: str, payload: dict, markdown: str) -> None:
-    """`<name>.json` and `<name>.md` in `results`, and the table on stdout."""
-    (results / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    (results / f"{name}.md").write_text(markdown)
-    print(markdown)
 
 
 def to_markdown(summary: dict, meta: dict) -> str:
@@ -278,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = "_smoke" if args.smoke else ""
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="table1_"))
-    commit = _commit()  # taken before training: a tree edited mid-run must not relabel finished runs
+    commit = git_commit()  # taken before training: a tree edited mid-run must not relabel finished runs
     jobs = [
         {
             "method": method,
@@ -298,23 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     reused = len(runs)
     todo.sort(key=lambda job: -COST.get(job["objective"], COST.get(job["suffix"], 1.0)))
     start = time.perf_counter()
-    # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
-    with multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_one_thread) as pool:
-        for run in pool.imap_unordered(run_one, todo):
-            m = run["metrics"]
-            print(
-                f"{run['dataset']:>14} {run['method']:<22} seed {run['seed']}: {m['modes_captured']}/"
-                f"{m['num_modes']} modes, {m['hq_percent']:.2f}% HQ ({run['wall_seconds']:.0f} s)",
-                flush=True,
-            )
-            runs.append(run)
+    for run in run_parallel(run_one, todo, args.jobs):
+        m = run["metrics"]
+        print(
+            f"{run['dataset']:>14} {run['method']:<22} seed {run['seed']}: {m['modes_captured']}/"
+            f"{m['num_modes']} modes, {m['hq_percent']:.2f}% HQ ({run['wall_seconds']:.0f} s)",
+            flush=True,
+        )
+        runs.append(run)
     wall = time.perf_counter() - start
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     meta = {
         "commit": final_commit(commit),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "jobs": args.jobs,
         "seeds": seeds,
         "wall_minutes": wall / 60,

@@ -4,7 +4,7 @@
     python benchmarks/table2.py --rows all --device cuda --jobs 15  # every recipe variant too (the GPU run)
     python benchmarks/table2.py --smoke                          # 1 seed, 10 steps, batch 16: what CI runs
 
-Every row trains with `training/train.py` on `training/configs/stacked_mnist.yaml`, so the conv networks, batch,
+Every row trains with `veegan_hf.training` on the `stacked_mnist` preset, so the conv networks, batch,
 steps and optimizer are shared. A row is an objective plus the recipe levers it was given (`ROWS`): DCGAN is
 `--objective gan` on these networks, and a lever such as spectral norm on D is tried on every objective that can use
 it. Each run is scored by the protocol of benchmarks/BENCHMARKS.md:
@@ -26,7 +26,6 @@ only the missing runs. A finished run is reused only if it came from the same co
 """
 
 import argparse
-import multiprocessing
 import os
 import platform
 import statistics
@@ -36,20 +35,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `benchmarks` and `training` are script folders, not installed packages
-
-from benchmarks.table1 import (  # noqa: E402
-    _commit,
-    _cpu_name,
-    _one_thread,
+from veegan_hf.benchmarking.runs import run_parallel, save_record, split_finished, train_run
+from veegan_hf.provenance import (
+    REPO,
+    cpu_name,
+    device_name,
     final_commit,
+    git_commit,
+    one_thread,
     provenance,
-    save_record,
-    split_finished,
     write_results,
 )
-from benchmarks.table1 import train_run as train_one  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -159,7 +155,7 @@ def run_one(job: dict) -> dict:
     if job["train_until"] is not None:  # the run's training ends by the table's deadline, whenever it started
         cap = ["--max_train_seconds", str(max(1.0, job["train_until"] - time.time()))]
     # trains with --eval_at_end false: the scoring below replaces train.py's own
-    run = {**train_one({**job, "overrides": [*job["overrides"], *cap]}), "overrides": job["overrides"]}
+    run = {**train_run({**job, "overrides": [*job["overrides"], *cap]}), "overrides": job["overrides"]}
     start = time.perf_counter()
     pipe = VEEGAN.from_pretrained(job["output_dir"], load_discriminator=False).to(job["device"])  # EMA generator
     metrics = {**run["metrics"], **evaluate(pipe, DATASET, num_samples=job["num_eval_samples"], seed=0)}
@@ -181,7 +177,7 @@ def run_one(job: dict) -> dict:
     run = {
         **run,
         "torch": torch.__version__,
-        "device_name": torch.cuda.get_device_name() if job["device"] == "cuda" else _cpu_name(),
+        "device_name": device_name(job["device"]),
         "metrics": metrics,
         "train_seconds": run["wall_seconds"],
         "eval_seconds": eval_seconds,
@@ -277,7 +273,7 @@ def to_markdown(summary: dict, data: dict, meta: dict) -> str:
 def _worker_init(device: str) -> None:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # Accelerate would otherwise pick a GPU
-    _one_thread()
+    one_thread()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides += ["--max_train_steps", str(steps)]
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="table2_"))
-    commit = _commit()  # taken before training: a tree edited mid-run must not relabel finished runs
+    commit = git_commit()  # taken before training: a tree edited mid-run must not relabel finished runs
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     start_wall = time.time()
@@ -346,21 +342,18 @@ def main(argv: list[str] | None = None) -> int:
     processes = max(1, min(args.jobs, len(todo)))
     skipped = 0
     start = time.perf_counter()
-    # spawn: clean interpreters with one thread each, reused across runs so torch is imported once per worker
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_worker_init, initargs=(args.device,)) as pool:
-        for run in pool.imap_unordered(run_one, todo):
-            if run.get("skipped"):
-                skipped += 1
-                continue
-            m = run["metrics"]
-            print(
-                f"{run['row']:<28} seed {run['seed']}: {m['modes_covered']}/{m['num_modes']} modes, KL {m['kl']:.3f}, "
-                f"IvOM {m['ivom']:.5f}, G(F(x)) MSE {m['reconstruction_mse']:.5f}, {m['train/steps']} steps "
-                f"({run['train_seconds']:.0f} s training + {run['eval_seconds']:.0f} s scoring)",
-                flush=True,
-            )
-            runs.append(run)
+    for run in run_parallel(run_one, todo, processes, initializer=_worker_init, initargs=(args.device,)):
+        if run.get("skipped"):
+            skipped += 1
+            continue
+        m = run["metrics"]
+        print(
+            f"{run['row']:<28} seed {run['seed']}: {m['modes_covered']}/{m['num_modes']} modes, KL {m['kl']:.3f}, "
+            f"IvOM {m['ivom']:.5f}, G(F(x)) MSE {m['reconstruction_mse']:.5f}, {m['train/steps']} steps "
+            f"({run['train_seconds']:.0f} s training + {run['eval_seconds']:.0f} s scoring)",
+            flush=True,
+        )
+        runs.append(run)
     wall = time.perf_counter() - start
     if not runs:
         print("no run finished: nothing to tabulate", file=sys.stderr)
@@ -369,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     first = runs[0]["metrics"]
     meta = {
         "commit": final_commit(commit),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "device": args.device,
-        "device_name": runs[0].get("device_name", _cpu_name()),
+        "device_name": runs[0].get("device_name", cpu_name()),
         "jobs": processes,
         "seeds": len(seeds),
         "first_seed": seeds[0],

@@ -72,7 +72,7 @@ def fake_hub(tmp_path, monkeypatch):
     import shutil
     import types
 
-    import veegan_hf.pipeline_veegan as pipeline_module
+    import veegan_hf.loading as pipeline_module  # where push_to_hub calls the Hub
 
     hub = types.SimpleNamespace(create_repo=[], uploads=[], folder=tmp_path / "uploaded")
 

@@ -9,14 +9,14 @@ from PIL import Image
 from veegan_hf.data import (
     MIXTURE_NAMES,
     GaussianMixture,
-    ImageTransform,
     StackedMNIST,
-    find_image_column,
     get_mixture,
     load_mnist_digits,
     mnist_pixel_values,
     mnist_split,
 )
+from veegan_hf.image_processor import ImageTransform
+from veegan_hf.training.sources import find_image_column
 
 # c_k of benchmarks/BENCHMARKS.md ("synthetic1200"), the levels of the public PacGAN code, typed in independently
 SYNTHETIC1200_LEVELS = [-1.0, -0.5, 0.0, 0.5, -2.0, -2.5, 10.0, 0.25, -13.0, -5.5]

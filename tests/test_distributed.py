@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ from veegan_hf import VEEGAN
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _free_port() -> int:
+    """A port no other launch is using: two launches on accelerate's default 29500 would wait on each other."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _launch(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env_extra or {})}
     cmd = [
@@ -28,6 +36,8 @@ def _launch(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(_free_port()),
         "--mixed_precision",
         "no",
         "--dynamo_backend",
@@ -93,12 +103,13 @@ def _shards_worker(parquet: str, results_dir: str) -> None:
     """Runs in each of 2 ranks: the training data pipeline, prepared by Accelerate, over one epoch."""
     from accelerate import Accelerator
 
-    from training.train import DataLoaderSource, DigitSource, TrainingConfig, resolve_data_options
+    from veegan_hf.training import TrainingConfig
+    from veegan_hf.training.sources import DataLoaderSource, DigitSource, resolve_data
 
     accelerator = Accelerator(cpu=True)
-    config = TrainingConfig(dataset_name=parquet, train_batch_size=4, resolution=28, num_channels=1)
-    resolve_data_options(config)
-    source = DataLoaderSource(config)
+    config, dataset = resolve_data(TrainingConfig(dataset_name=parquet, train_batch_size=4, resolution=28))
+    assert config.num_channels == 1 and config.image_column == "image"  # detected: the images are grayscale
+    source = DataLoaderSource(config, dataset)
     source.dataloader = accelerator.prepare(source.dataloader)
     source.accelerator = accelerator
     seen = []

@@ -9,7 +9,7 @@ import torch.nn.functional as nnf
 from tests.conftest import make_pipeline
 from veegan_hf import VEEGANDiscriminator
 from veegan_hf.losses import adversarial_generator_loss, discriminator_loss, generator_loss, reconstruction_loss
-from veegan_hf.objectives import veegan_losses
+from veegan_hf.objectives import LossOptions, Networks, veegan_losses
 
 
 def test_discriminator_loss_is_the_papers_logistic_loss():
@@ -51,9 +51,8 @@ def test_gradient_routing_matches_algorithm_1(family, form):
     real = pipe(batch_size=6, output_type="pt").samples.detach()
     real = real * 2 - 1 if pipe.is_image_model else real  # back to the model's [-1, 1] space
     latents = torch.randn(6, pipe.latent_dim)
-    losses = veegan_losses(
-        pipe.generator, pipe.reconstructor, pipe.discriminator, real, latents, noise_std=1.0, adversarial_loss=form
-    )
+    networks = Networks(pipe.generator, pipe.reconstructor, pipe.discriminator)
+    losses = veegan_losses(networks, real, latents, LossOptions(adversarial_loss=form))
     d = _grad_norms(losses.discriminator, pipe)
     assert d["discriminator"] > 0 and d["generator"] == 0 and d["reconstructor"] == 0  # line 7: omega only
     g = _grad_norms(losses.generator, pipe)
@@ -69,7 +68,7 @@ def test_generator_gradient_equals_algorithm_1(family="mlp-2d"):
     pipe = make_pipeline(family)
     real, latents = torch.randn(5, 2), torch.randn(5, 8)
     torch.manual_seed(0)
-    losses = veegan_losses(pipe.generator, pipe.reconstructor, pipe.discriminator, real, latents, noise_std=1.0)
+    losses = veegan_losses(Networks(pipe.generator, pipe.reconstructor, pipe.discriminator), real, latents)
     ours = torch.autograd.grad(losses.total, list(pipe.generator.parameters()))
     fake = pipe.generator(latents)
     reference = pipe.discriminator(fake, latents).mean() + (latents - pipe.reconstructor(fake)).pow(2).sum(1).mean()
@@ -80,10 +79,10 @@ def test_generator_gradient_equals_algorithm_1(family="mlp-2d"):
 def test_noise_std_zero_gives_deterministic_real_pairs():
     pipe = make_pipeline("mlp-2d")
     real, latents = torch.randn(5, 2), torch.randn(5, 8)
-    args = (pipe.generator, pipe.reconstructor, pipe.discriminator, real, latents)
-    a, b = veegan_losses(*args, noise_std=0.0), veegan_losses(*args, noise_std=0.0)
+    args = (Networks(pipe.generator, pipe.reconstructor, pipe.discriminator), real, latents)
+    a, b = veegan_losses(*args, LossOptions(noise_std=0.0)), veegan_losses(*args, LossOptions(noise_std=0.0))
     assert torch.equal(a.real_logits, b.real_logits)
-    c = veegan_losses(*args, noise_std=1.0)
+    c = veegan_losses(*args, LossOptions(noise_std=1.0))
     assert not torch.equal(a.real_logits, c.real_logits)
     assert set(a.logs()) == {
         "loss/discriminator",
@@ -99,8 +98,8 @@ def test_packed_veegan_judges_whole_packs_of_pairs():
     pipe = make_pipeline("mlp-2d")
     discriminator = VEEGANDiscriminator(latent_dim=8, data_dim=2, hidden_dim=16, pack_size=2)
     real, latents = torch.randn(6, 2), torch.randn(6, 8)
-    args = (pipe.generator, pipe.reconstructor, discriminator, real, latents)
-    losses = veegan_losses(*args, noise_std=0.0, pack_size=2)
+    args = (Networks(pipe.generator, pipe.reconstructor, discriminator), real, latents)
+    losses = veegan_losses(*args, LossOptions(noise_std=0.0, pack_size=2))
     assert losses.fake_logits.shape == losses.real_logits.shape == (3,)  # one judgement per pack of 2
 
     fake = pipe.generator(latents)
@@ -112,7 +111,7 @@ def test_packed_veegan_judges_whole_packs_of_pairs():
     expected = torch.autograd.grad(reference, list(pipe.generator.parameters()))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, expected))
     with pytest.raises(ValueError, match="not a multiple of pack_size=4"):
-        veegan_losses(*args, noise_std=0.0, pack_size=4)
+        veegan_losses(*args, LossOptions(noise_std=0.0, pack_size=4))
 
 
 def test_hinge_discriminator_loss_stops_at_the_margin():
@@ -148,9 +147,10 @@ def test_r1_and_hinge_reach_the_discriminator_only(objective):
     if objective == "gan":  # D judges x alone
         pipe.discriminator = VEEGANDiscriminator(**{**FAMILIES["mlp-2d"], "latent_dim": 0})
     real, latents = torch.randn(8, 2), torch.randn(8, pipe.latent_dim)
-    networks = (pipe.generator, pipe.reconstructor, pipe.discriminator, real, latents)
-    plain = compute_losses(objective, *networks)
-    penalized = compute_losses(objective, *networks, r1_weight=10.0, discriminator_loss_form="hinge")
+    networks = Networks(pipe.generator, pipe.reconstructor, pipe.discriminator)
+    plain = compute_losses(objective, networks, real, latents, LossOptions())
+    options = LossOptions(r1_weight=10.0, discriminator_loss_form="hinge")
+    penalized = compute_losses(objective, networks, real, latents, options)
     assert penalized.discriminator.item() != plain.discriminator.item()
     # the penalty and the hinge change D's loss; G's gradient comes from the frozen D view, which they never touch
     for name in ("generator", "reconstructor"):

@@ -48,6 +48,8 @@ MNIST_LIKE = dict(architecture="dcgan", latent_dim=32, image_size=28, num_channe
 
 
 def _load_app():
+    if str(APP_PATH.parent) not in sys.path:  # app.py imports handlers.py beside it, as `python spaces/app.py` does
+        sys.path.insert(0, str(APP_PATH.parent))
     spec = importlib.util.spec_from_file_location("veegan_space_app", APP_PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

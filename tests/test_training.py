@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import reset_accelerate, same_tensors
-from training import train as train_module
 from veegan_hf import VEEGAN
+from veegan_hf import train as train_module
+from veegan_hf.data import BUILTIN_DATASETS
+from veegan_hf.training import checkpointing, load_preset, loop
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "training" / "train.py")
@@ -284,18 +286,18 @@ def test_parquet_dataset_with_nonstandard_column(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--learning_rate", "-1"], "--learning_rate -1.0 must be > 0"),
+        (["--learning_rate", "-1"], "--learning_rate -1.0 must lie in"),
         (["--mixed_precision", "fp8"], "--mixed_precision 'fp8' is not supported"),
         (["--objective", "wgan"], "--objective 'wgan' is not supported"),
         (["--max_train_steps", "2.5"], "max_train_steps='2.5' is not a valid int"),
-        (["--ema_decay", "1.5"], "--ema_decay 1.5 must be in"),
+        (["--ema_decay", "1.5"], "--ema_decay 1.5 must lie in"),
         (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
         (["--config", "nonexistent_preset"], "presets:"),
         (["--dataset_name", "/no/such/folder/x"], "no such local folder or file"),
         (["--dataset_name", "org/not-a-dataset"], "could not be loaded"),
         (["--dataset_name", "ring", "--architecture", "dcgan"], "is vector data"),
         (["--joint_pack_size", "3", "--train_batch_size", "64"], "not a multiple of --joint_pack_size 3"),
-        (["--objective", "pacgan", "--pack_size", "0"], "--pack_size 0 must be > 0"),
+        (["--objective", "pacgan", "--pack_size", "0"], "--pack_size 0 must lie in"),
         (["--objective", "unrolled", "--compile", "true"], "--compile cannot run --objective unrolled"),
         (["--objective", "gan", "--discriminator_marginal_head"], "--objective gan already judges x alone"),
         (["--resume_from_checkpoint", "checkpoint-7"], "is not a checkpoint-N folder"),
@@ -310,10 +312,10 @@ def test_bad_options_fail_before_training(tmp_path, capsys, args, message):
 
 def test_report_to_a_missing_tracker_stops_with_the_fix(tmp_path, capsys, monkeypatch):
     """accelerate would drop a tracker whose package is missing without a word; the run stops before training."""
-    real = train_module.importlib.util.find_spec
-    monkeypatch.setattr(
-        train_module.importlib.util, "find_spec", lambda name, *args: None if name == "wandb" else real(name, *args)
-    )
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "wandb" else real(name, *args))
     assert run("--output_dir", str(tmp_path / "o"), "--report_to", "wandb") == 1
     err = capsys.readouterr().err
     assert "--report_to wandb needs the wandb package: pip install wandb, or pass --report_to none" in err
@@ -383,10 +385,10 @@ def test_kill_while_deleting_an_old_checkpoint_hides_it(tmp_path, monkeypatch):
         (Path(path) / "model.safetensors").unlink()  # the first file goes, then the process dies
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module.shutil, "rmtree", killed_rmtree)
+    monkeypatch.setattr(checkpointing.shutil, "rmtree", killed_rmtree)
     with pytest.raises(KeyboardInterrupt):
-        train_module._delete_checkpoint(tmp_path / "checkpoint-3")
-    assert train_module.list_checkpoints(tmp_path) == [tmp_path / "checkpoint-6"]
+        checkpointing._delete_checkpoint(tmp_path / "checkpoint-3")
+    assert checkpointing.list_checkpoints(tmp_path) == [tmp_path / "checkpoint-6"]
     monkeypatch.undo()
     # the leftover keeps a hidden name, the one `save_checkpoint` sweeps
     leftovers = list(tmp_path.glob(".checkpoint-*.deleting"))
@@ -397,7 +399,7 @@ def test_checkpoints_total_limit_keeps_only_the_newest(tmp_path):
     out = tmp_path / "run"
     common = ["--dataset_name", "ring", "--checkpointing_steps", "3", "--checkpoints_total_limit", "2"]
     assert run(*common, "--max_train_steps", "12", "--output_dir", str(out), "--eval_at_end", "false") == 0
-    assert [c.name for c in train_module.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
+    assert [c.name for c in checkpointing.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-12", "checkpoint-9"]
 
 
@@ -412,13 +414,13 @@ def test_ranks_that_disagree_stop_the_run():
 
     nets = {name: torch.nn.Linear(2, 2) for name in ("generator", "reconstructor", "discriminator")}
     with pytest.raises(RuntimeError, match="ranks hold different weights"):
-        train_module._check_ranks_agree(TwoRanks(), nets)
+        loop._check_ranks_agree(TwoRanks(), nets)
 
     class AgreeingRanks(TwoRanks):
         def gather(self, checksum):
             return torch.cat([checksum, checksum])
 
-    train_module._check_ranks_agree(AgreeingRanks(), nets)  # identical ranks pass
+    loop._check_ranks_agree(AgreeingRanks(), nets)  # identical ranks pass
 
 
 def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
@@ -447,7 +449,7 @@ def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
     time.sleep(0.37)  # land somewhere inside a later save
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    complete = train_module.list_checkpoints(out)
+    complete = checkpointing.list_checkpoints(out)
     assert complete, "no checkpoint was written before the kill"
     for checkpoint in complete:  # every visible checkpoint is whole
         assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.bin").is_file()
@@ -484,13 +486,13 @@ def test_every_preset_is_listed_and_commented():
         for line in (REPO / "training" / "configs" / f"{name}.yaml").read_text().splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 assert " # " in line, f"{name}.yaml: no reason given for {line!r}"
-        train_module.load_preset(name)  # every key is a TrainingConfig field with a valid value
+        load_preset(name)  # every key is a TrainingConfig field with a valid value
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_on_tiny_data(tmp_path, preset):
     """Each recipe runs as written, shrunk to 2 steps; the Hub-only ones read a tiny local imagefolder instead."""
-    values = train_module.load_preset(preset)
+    values = load_preset(preset)
     args = [
         "--config",
         preset,
@@ -507,7 +509,7 @@ def test_preset_runs_on_tiny_data(tmp_path, preset):
         "--num_validation_samples",
         "100",
     ]
-    is_hub_data = values.get("dataset_name") not in train_module.BUILTIN_DATASETS
+    is_hub_data = values.get("dataset_name") not in BUILTIN_DATASETS
     if is_hub_data:
         _write_images(tmp_path / "images", 8)
         args += ["--dataset_name", str(tmp_path / "images"), "--image_column", "image", "--train_batch_size", "4"]
@@ -550,13 +552,14 @@ def test_table1_smoke(tmp_path):
 def test_table1_resumes_only_runs_of_the_same_clean_commit(tmp_path, monkeypatch):
     """An interrupted table reruns only what is missing; records from other or uncommitted code are retrained."""
     from benchmarks import table1
+    from veegan_hf.benchmarking.runs import RUN_RECORD
 
     argv = ["--smoke", "--jobs", "1", "--datasets", "ring", "--methods", "GAN"]
     argv += ["--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "runs")]
-    record = tmp_path / "runs" / "ring-gan-seed0" / table1.RUN_RECORD
+    record = tmp_path / "runs" / "ring-gan-seed0" / RUN_RECORD
 
     def meta_at(commit: str) -> dict:
-        monkeypatch.setattr(table1, "_commit", lambda: commit)
+        monkeypatch.setenv("VEEGAN_COMMIT", commit)  # what the table stamps its runs with
         assert table1.main(argv) == 0
         return json.loads((tmp_path / "table1_smoke.json").read_text())["meta"]
 

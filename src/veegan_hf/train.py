@@ -1,0 +1,65 @@
+"""Train VEEGAN from the command line: `accelerate launch -m veegan_hf.train [--config NAME] [--flag value ...]`.
+
+The same entry as the repository's `training/train.py`, for a plain `pip install veegan-hf`. Arguments go to
+`veegan_hf.training.parse_config`; an error prints one line that names the bad value and exits with status 1.
+"""
+
+import gc
+import logging
+import os
+import signal
+import sys
+
+import torch
+
+from .training import ConfigError, NonFiniteLossError, parse_config, train
+
+
+def _exit_with_launcher() -> None:
+    """Under `accelerate launch`, a training process whose launcher dies is ended too (Linux), instead of training
+    on unseen and racing the next run in the same folder."""
+    if "ACCELERATE_MIXED_PRECISION" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent exits
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher was already gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _shutdown_distributed() -> None:
+    """Destroys the process group after the DDP wrappers, so that its destructor runs without the GIL."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    # gloo's worker thread needs the GIL to free the last collective's tensors, and the process group's destructor
+    # joins that thread. A DDP reducer that drops the last reference destroys the group with the GIL held: both
+    # wait forever (seen in CI, one run in many). train() has returned, so collect its DDP wrappers first; then
+    # destroy_process_group drops the last reference through a binding that releases the GIL.
+    gc.collect()
+    torch.distributed.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses `argv` (default: `sys.argv[1:]`), trains, and returns the exit status."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    _exit_with_launcher()
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        train(parse_config(argv))
+    except (ValueError, TypeError, NonFiniteLossError) as err:  # ConfigError and the package's input errors
+        # one line, once: only rank 0 speaks, and `accelerate launch` prints its own traceback after a non-zero exit
+        if rank == 0 or not isinstance(err, ConfigError):
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        code = 1
+    else:
+        code = 0
+    _shutdown_distributed()  # outside the except block, whose traceback would keep train()'s DDP wrappers alive
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The training library: `TrainingConfig` and its presets, data sources, checkpointing, the loop and its reports.
+
+The only user of Accelerate in the package. `veegan_hf.train` (and the repository's `training/train.py`) is the
+command-line entry; code calls `train(parse_config([...]))` or `train(TrainingConfig(...))` directly.
+"""
+
+from .config import ConfigError, TrainingConfig, load_preset, parse_config, preset_names
+from .loop import NonFiniteLossError, TrainResult, train
+
+__all__ = [
+    "ConfigError",
+    "NonFiniteLossError",
+    "TrainResult",
+    "TrainingConfig",
+    "load_preset",
+    "parse_config",
+    "preset_names",
+    "train",
+]

@@ -1,0 +1,235 @@
+"""The output folder and its checkpoints: one run per folder, atomic saves, rotation, and resumes that fit.
+
+A checkpoint is written under a temporary name and renamed when complete, and an old one is renamed away before it is
+deleted, so a kill at any moment leaves every `checkpoint-N` complete. A running job holds `.veegan.lock` in its output
+folder, so a second job cannot write into the same folder. Resuming checks that the checkpoint was made by a run of
+the same architecture and objective, and names the option that differs.
+"""
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, TrainingConfig
+
+logger = logging.getLogger("veegan_hf.train")
+CHECKPOINT_PREFIX = "checkpoint-"
+LOCK_NAME = ".veegan.lock"
+RECORD_NAME = "training_config.json"
+# what a finished or running job leaves in its output folder; --overwrite_output_dir removes exactly these
+RUN_ARTIFACTS = (
+    "model_index.json",
+    "README.md",
+    "samples.png",
+    "metrics.json",
+    RECORD_NAME,
+    "generator",
+    "reconstructor",
+    "discriminator",
+    "samples",
+    "logs",
+)
+# options that fix the networks' shapes or the meaning of the saved state: a resume must not change them
+ARCHITECTURE_OPTIONS = (
+    "objective",
+    "architecture",
+    "latent_dim",
+    "hidden_dim",
+    "num_hidden_layers",
+    "discriminator_hidden_dim",
+    "discriminator_num_hidden_layers",
+    "base_channels",
+    "discriminator_base_channels",
+    "discriminator_marginal_head",
+    "discriminator_spectral_norm",
+    "extra_noise_dim",
+    "activation",
+    "resolution",
+    "num_channels",
+    "pack_size",
+    "joint_pack_size",
+    "use_ema",
+)
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Half-written ones keep a temporary name and never match."""
+    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[11:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name[len(CHECKPOINT_PREFIX) :])
+
+
+def prepare_output_dir(config: TrainingConfig, is_main_process: bool = True) -> None:
+    """Checks the output folder before anything is built: writable, a folder, and not another run's results.
+
+    Every rank checks (so every rank stops on the same error) before any rank writes; only the main process deletes
+    what `--overwrite_output_dir` replaces.
+    """
+    output_dir = Path(config.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"--output_dir {output_dir} is a file; pass a folder (it is created if missing).")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".veegan.write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--output_dir {output_dir} is not writable ({err.strerror}); pick another folder.") from None
+    previous = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()] + [
+        p.name for p in list_checkpoints(output_dir)
+    ]
+    if not previous or config.resume_from_checkpoint:
+        return
+    if not config.overwrite_output_dir:
+        raise ConfigError(
+            f"--output_dir {output_dir} holds another run ({', '.join(previous[:4])}). Pass --overwrite_output_dir "
+            "to replace it, --resume_from_checkpoint latest to continue it, or another --output_dir."
+        )
+    if not is_main_process:
+        return
+    for name in previous:  # the old run goes whole: no stale plots or TensorBoard runs beside the new model
+        path = output_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+class OutputLock:
+    """An exclusive lock on the output folder for the life of the run (released by the OS if the process dies)."""
+
+    def __init__(self, output_dir: Path):
+        self.path, self.handle = output_dir / LOCK_NAME, None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+
+        self.handle = open(self.path, "a+")  # held open until __exit__
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            owner = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise ConfigError(
+                f"--output_dir {self.path.parent} is in use by a running job ({owner}); wait for it, stop it, or "
+                "pick another folder."
+            ) from None
+        self.handle.truncate(0)
+        self.handle.write(f"pid {os.getpid()}\n")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def resolve_resume(config: TrainingConfig) -> Path | None:
+    """The checkpoint to resume from, checked to fit this run; None to start fresh."""
+    if not config.resume_from_checkpoint:
+        return None
+    output_dir = Path(config.output_dir)
+    if config.resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        if not checkpoints:
+            logger.warning(
+                "--resume_from_checkpoint latest: %s holds no checkpoint yet; starting from step 0", output_dir
+            )
+            return None
+        path = checkpoints[-1]
+    else:
+        path = Path(config.resume_from_checkpoint)
+        if not path.is_dir() and (output_dir / path).is_dir():
+            path = output_dir / path
+        if not path.is_dir() or not path.name[len(CHECKPOINT_PREFIX) :].isdigit():
+            raise ConfigError(
+                f"--resume_from_checkpoint {config.resume_from_checkpoint!r} is not a checkpoint-N folder; found "
+                f"{[p.name for p in list_checkpoints(output_dir)]}. Use 'latest' to pick the newest."
+            )
+    step = checkpoint_step(path)
+    if step > config.max_train_steps:
+        raise ConfigError(
+            f"{path.name} is past --max_train_steps {config.max_train_steps}; raise --max_train_steps to continue it, "
+            "or start a new run in another --output_dir."
+        )
+    _check_compatible(path, config)
+    return path
+
+
+def _check_compatible(path: Path, config: TrainingConfig) -> None:
+    record_path = path / RECORD_NAME
+    if not record_path.is_file():
+        return  # made by an older version: Accelerate's strict load still catches shape mismatches
+    try:
+        saved = json.loads(record_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{record_path} is unreadable ({err}); resume from another checkpoint.") from None
+    for name in ARCHITECTURE_OPTIONS:
+        if name in saved and saved[name] != getattr(config, name):
+            raise ConfigError(
+                f"--{name} {getattr(config, name)!r} does not match {path.name}, which was trained with "
+                f"{saved[name]!r}; pass --{name} {saved[name]} to resume it, or start a new run in another "
+                "--output_dir."
+            )
+
+
+def save_extra_state(folder: Path, scheduler, ema) -> None:
+    """The scheduler as JSON and the EMA generator as safetensors: nothing that needs unpickling to resume."""
+    (folder / "scheduler.json").write_text(json.dumps(scheduler.state_dict(), default=lambda _: None))
+    if ema is not None:
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, folder / "ema.safetensors")
+
+
+def load_extra_state(folder: Path, scheduler, ema) -> None:
+    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+    if ema is not None:
+        if not (folder / "ema.safetensors").is_file():
+            raise ConfigError(f"{folder} holds no EMA weights; resume with --use_ema false, or from another run.")
+        ema.load_state_dict(load_file(folder / "ema.safetensors"))
+
+
+def save_checkpoint(
+    accelerator, output_dir: Path, step: int, limit: int | None, export: Callable[[Path], None]
+) -> Path:
+    """`save_state` into a temporary folder, then one atomic rename: a kill leaves the previous checkpoint intact."""
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    partial = output_dir / f".{CHECKPOINT_PREFIX}{step}.partial"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        export(partial)
+        if final.exists():
+            _delete_checkpoint(final)
+        os.replace(partial, final)
+        if limit is not None:
+            for old in list_checkpoints(output_dir)[:-limit]:
+                _delete_checkpoint(old)
+        for stale in output_dir.glob(f".{CHECKPOINT_PREFIX}*.deleting"):  # left by a kill during an earlier delete
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _delete_checkpoint(folder: Path) -> None:
+    # rmtree removes file by file, so a kill mid-way would leave a checkpoint-N that looks complete and is not;
+    # renaming first hides it from `list_checkpoints` in one atomic step
+    trash = folder.with_name(f".{folder.name}.deleting")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(folder, trash)
+    shutil.rmtree(trash)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Writes JSON under a temporary name, then renames: readers never see half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(partial, path)

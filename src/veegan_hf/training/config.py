@@ -1,0 +1,395 @@
+"""`TrainingConfig`: every training option, its preset, its validation, and the record of what a run resolved.
+
+Defaults <- a preset (`--config NAME` or a YAML path) <- command-line flags. A built-in dataset brings its own tuned
+preset, and image data without a preset gets the `image` preset, so `train.py --train_data_dir photos/` starts from
+values that fit images. The presets ship inside the package (`veegan_hf/training/configs/*.yaml`).
+"""
+
+import argparse
+import dataclasses
+import difflib
+import math
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..data import BUILTIN_DATASETS
+from ..objectives import OBJECTIVES
+
+PRESET_PACKAGE = "veegan_hf.training.configs"
+IMAGE_PRESET = "image"  # the defaults for image data that names no preset
+
+
+class ConfigError(ValueError):
+    """A bad option: reported as one line naming the value and the way out, before any training starts."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Every command-line flag is a field; `--config NAME` presets any of them and flags override the preset."""
+
+    # data
+    dataset_name: str = "ring"  # a built-in name, a Hub id, or a local imagefolder / parquet / save_to_disk path
+    dataset_config_name: str | None = None  # the Hub dataset's configuration, if it has several
+    train_data_dir: str | None = None  # a local imagefolder (alternative to dataset_name)
+    image_column: str | None = None  # detected when omitted
+    resolution: int | None = None  # image side; None: 28 for the digit data, 64 for Hub/local image data
+    num_channels: int | None = None  # 1 or 3; None: what the data holds (grayscale -> 1)
+    center_crop: bool = True  # crop the square from the middle (False: a random square)
+    random_flip: bool = False  # horizontal flips; off by default because digits are not symmetric
+    skip_corrupt_images: bool = False  # count and skip undecodable images instead of stopping on the first
+    dataloader_num_workers: int = 0  # image decoding workers; 0 keeps CI single-process
+    cache_dir: str | None = None  # where `datasets` caches Hub downloads
+
+    # networks (shared by every objective so that only the objective differs)
+    architecture: str | None = None  # None: "mlp" for vector data, "dcgan" for images
+    latent_dim: int = 16  # small codes are easy for F to recover; the notebook's 254 needs far more steps
+    hidden_dim: int = 128  # G and F width, the notebook's
+    num_hidden_layers: int = 2  # G and F depth, the notebook's
+    discriminator_hidden_dim: int = 128  # D width
+    discriminator_num_hidden_layers: int = 1  # D's joint head depth, the notebook's
+    base_channels: int = 64  # DCGAN width at the finest stage
+    discriminator_sample_scale: float = 1.0  # D sees x times this: 10 resolves the ring's std-0.02 modes sharply
+    discriminator_marginal_head: bool = False  # joint D: add a logit from x alone (veegan and ali only)
+    discriminator_spectral_norm: bool = False  # W / sigma_max(W) in every D layer: a Lipschitz-bounded D
+    discriminator_base_channels: int | None = None  # D's conv width; None: base_channels (D capacity vs G's)
+    extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
+    reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
+    symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
+    activation: str = "relu"  # G and F hidden activation
+
+    # objective
+    objective: str = "veegan"  # veegan | gan | ali | unrolled | pacgan: the baselines share the networks
+    adversarial_loss: str = "paper"  # "paper" (raw logit, Algorithm 1) or "non_saturating"
+    discriminator_loss: str = "logistic"  # "logistic" (Algorithm 1) or "hinge"; gan-family G losses follow it
+    r1_weight: float = 0.0  # gamma of the R1 penalty on D's data inputs (0: off); needs a double backward
+    reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
+    pack_size: int = 2  # PacGAN's m
+    joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
+    unrolled_steps: int = 5  # Unrolled GAN's k
+
+    # optimization
+    train_batch_size: int = 500  # per process; the notebook's 500
+    max_train_steps: int = 2000  # optimizer steps
+    max_train_seconds: float | None = None  # stop early after this much training wall time (None: no limit)
+    learning_rate: float = 1e-3  # G and F, the notebook's
+    discriminator_learning_rate: float | None = None  # None: same as learning_rate
+    adam_beta1: float = 0.5  # the notebook's; 0.5 damps GAN oscillations
+    adam_beta2: float = 0.999
+    lr_scheduler: str = "constant"  # constant | cosine | linear: decay to 0 over the run
+    lr_warmup_steps: int = 0
+    lr_decay_start: float = 0.0  # linear/cosine decay begins after this fraction of the run (0.5: the last half)
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = None  # no | fp16 | bf16; None: the launcher's (`accelerate launch`), else "no"
+    use_ema: bool = True  # an EMA generator is used for samples, evaluation and export
+    ema_decay: float = 0.999
+    compile: bool = False  # torch.compile the step's forward: one graph (and one backward graph) per step
+    seed: int = 0
+
+    # checkpoints, logging, evaluation
+    output_dir: str = "veegan-output"
+    overwrite_output_dir: bool = False  # allow replacing another run's results in output_dir
+    checkpointing_steps: int | None = None  # save every N steps (None: only at the end)
+    checkpoints_total_limit: int | None = 2  # keep the newest N checkpoints
+    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
+    report_to: str = "tensorboard"  # tensorboard | wandb | none
+    logging_steps: int = 50  # losses are read back from the device only this often
+    validation_steps: int | None = 500  # samples, plot and metrics every N steps (None: only at the end)
+    num_validation_samples: int | None = None  # built-in data, mid-run metrics only (None: min(paper's, 2,500))
+    eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json (the final figure is always made)
+
+    # hub
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None
+
+    # the preset this run started from (set by `--config`, recorded for provenance)
+    preset: str | None = None
+
+    @property
+    def data_source(self) -> str:
+        """What the data is read from: the imagefolder when given, else `dataset_name`."""
+        return self.train_data_dir or self.dataset_name
+
+    @property
+    def is_builtin_data(self) -> bool:
+        return self.train_data_dir is None and self.dataset_name in BUILTIN_DATASETS
+
+    @property
+    def pack_size_of_objective(self) -> int:
+        """How many samples (or pairs) D judges at once under this objective: its pack option's value, else 1."""
+        option = OBJECTIVES[self.objective].pack_option
+        return getattr(self, option) if option else 1
+
+
+_CHOICES = {
+    "architecture": (None, "mlp", "dcgan"),
+    "objective": tuple(OBJECTIVES),
+    "adversarial_loss": ("paper", "non_saturating"),
+    "discriminator_loss": ("logistic", "hinge"),
+    "lr_scheduler": ("constant", "cosine", "linear"),
+    "mixed_precision": (None, "no", "fp16", "bf16"),
+    "report_to": ("tensorboard", "wandb", "none"),
+    "num_channels": (None, 1, 3),
+    "resolution": (None, 28, 32, 64),
+}
+# (low, high) for every number; None bounds are open. Upper bounds are what no sane run exceeds: a typo of 10**9
+# fails here instead of allocating terabytes.
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "latent_dim": (1, 4096),
+    "hidden_dim": (1, 8192),
+    "num_hidden_layers": (0, 32),
+    "discriminator_hidden_dim": (1, 8192),
+    "discriminator_num_hidden_layers": (1, 32),
+    "base_channels": (1, 512),
+    "discriminator_base_channels": (1, 512),
+    "extra_noise_dim": (0, 4096),
+    "reconstructor_noise_std": (0, 100),
+    "discriminator_sample_scale": (1e-6, 1e6),
+    "r1_weight": (0, None),
+    "reconstruction_weight": (0, None),
+    "pack_size": (1, 64),
+    "joint_pack_size": (1, 64),
+    "unrolled_steps": (1, 100),
+    "train_batch_size": (1, 1 << 20),
+    "max_train_steps": (1, 1 << 40),
+    "max_train_seconds": (1e-3, None),
+    "learning_rate": (1e-12, 10),
+    "discriminator_learning_rate": (1e-12, 10),
+    "adam_beta1": (0, 0.999999),
+    "adam_beta2": (0, 0.999999),
+    "lr_warmup_steps": (0, 1 << 40),
+    "lr_decay_start": (0, 0.999999),
+    "gradient_accumulation_steps": (1, 1 << 16),
+    "ema_decay": (0, 0.999999),
+    "seed": (0, 2**63 - 1),
+    "checkpointing_steps": (1, 1 << 40),
+    "checkpoints_total_limit": (1, 1 << 20),
+    "logging_steps": (1, 1 << 40),
+    "validation_steps": (1, 1 << 40),
+    "num_validation_samples": (1, 1 << 24),
+    "dataloader_num_workers": (0, 256),
+}
+
+
+def fields() -> dict[str, dataclasses.Field]:
+    """The command-line options: every field but `preset`, which `--config` sets."""
+    return {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "preset"}
+
+
+def _base_type(annotation: Any) -> type:
+    """`int | None` -> int."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+_TYPES = typing.get_type_hints(TrainingConfig)
+
+
+def coerce(name: str, value: Any, source: str) -> Any:
+    """Casts a preset or flag value to the field's type, with an error naming the field and the source."""
+    kind = _base_type(_TYPES[name])
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and kind is not str):
+        return None
+    try:
+        if kind is bool:
+            text = str(value).lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text in ("true", "1", "yes")
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)  # accepts "1e4" and 10000.0, rejects 2.5
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: {name}={value!r} must be a finite number.")
+            return number
+        if kind is str and not isinstance(value, (str, int, float)):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {name}={value!r} is not a valid {kind.__name__}.") from None
+
+
+def validate(config: TrainingConfig) -> None:
+    """Rejects bad values, and options that do not apply to the objective, before anything is loaded or trained."""
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            shown = tuple(c for c in choices if c is not None)
+            raise ConfigError(f"--{name} {getattr(config, name)!r} is not supported; choose from {shown}.")
+    for name, (low, high) in _BOUNDS.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(f"--{name} {value} must lie in [{low}, {high if high is not None else 'inf'}].")
+    objective = OBJECTIVES[config.objective]
+    size, option = config.pack_size_of_objective, objective.pack_option
+    if config.train_batch_size % size:
+        raise ConfigError(
+            f"--train_batch_size {config.train_batch_size} is not a multiple of --{option} {size}: D judges whole "
+            "packs."
+        )
+    if config.discriminator_marginal_head and not objective.joint:
+        raise ConfigError(
+            f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
+            "judges x alone. Use --objective veegan or ali, or drop the option."
+        )
+    if config.symmetric_latent_noise and "symmetric_latent_noise" not in objective.options:
+        raise ConfigError(
+            f"--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
+            f"--objective {config.objective} does not use it. Drop the option."
+        )
+    if config.compile and not objective.compiles:
+        raise ConfigError(
+            f"--compile cannot run --objective {config.objective}: its generator loss differentiates through D's "
+            "unrolled SGD steps (a double backward), which torch.compile's autograd does not support. Drop --compile."
+        )
+    if config.compile and config.r1_weight > 0:
+        raise ConfigError(
+            f"--compile cannot run --r1_weight {config.r1_weight}: the R1 penalty differentiates D's gradient (a "
+            "double backward), which torch.compile's autograd does not support. Drop --compile or --r1_weight."
+        )
+    if config.push_to_hub and not config.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id ORG/NAME.")
+    # accelerate drops a tracker whose package is missing without a word; a run that logs nothing is worse than a stop
+    import importlib.util
+
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise ConfigError(
+            f"--report_to {config.report_to} needs the {config.report_to} package: pip install {config.report_to}, "
+            "or pass --report_to none."
+        )
+    _validate_data_options(config)
+
+
+def _validate_data_options(config: TrainingConfig) -> None:
+    """Options that do not apply to the data are refused, not silently ignored."""
+    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.train_data_dir is None else None
+    if spec is not None and spec.kind == "mixture":
+        ignored = [n for n in ("resolution", "num_channels", "image_column") if getattr(config, n) is not None]
+        if config.architecture == "dcgan":
+            raise ConfigError(f"--dataset_name {config.dataset_name} is vector data: use --architecture mlp.")
+        if ignored:
+            raise ConfigError(
+                f"--dataset_name {config.dataset_name} is vector data; {', '.join('--' + n for n in ignored)} "
+                "apply to images only. Drop them."
+            )
+    elif config.architecture == "mlp":
+        raise ConfigError(f"--dataset_name {config.data_source!r} holds images: use --architecture dcgan (or omit it).")
+    if spec is not None and spec.kind == "digits":
+        if config.resolution is not None and config.resolution not in spec.resolutions:
+            raise ConfigError(f"--resolution {config.resolution}: the digit datasets come at {spec.resolutions}.")
+        if config.num_channels is not None and config.num_channels != spec.num_channels:
+            raise ConfigError(f"--num_channels {config.num_channels} does not fit {config.dataset_name}.")
+        if config.image_column is not None:
+            raise ConfigError(f"--image_column applies to Hub or local datasets, not to {config.dataset_name}.")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """Reads a YAML preset: a shipped preset's name (`grid`) or a path to a file of option: value lines."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        if str(name_or_path) not in preset_names():
+            raise ConfigError(f"--config {name_or_path} is not a preset or a file; presets: {preset_names()}.")
+        text = resources.files(PRESET_PACKAGE).joinpath(f"{name_or_path}.yaml").read_bytes()
+    elif not path.is_file():
+        raise ConfigError(f"--config {path} does not exist; presets: {preset_names()}.")
+    else:
+        text = path.read_bytes()
+    try:
+        raw = yaml.safe_load(text.decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {name_or_path} is not UTF-8 text ({err.reason} at byte {err.start}).") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config {name_or_path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {name_or_path} must be a mapping of option: value.")
+    unknown = sorted(str(k) for k in set(raw) - set(fields()))
+    if unknown:
+        raise ConfigError(f"--config {name_or_path}: unknown options {unknown}; `train.py --help` lists the options.")
+    return {k: coerce(k, v, str(name_or_path)) for k, v in raw.items()}
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations, and one line per error, with the nearest valid flag for a typo."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            valid = [f"--{name}" for name in fields()] + ["--config"]
+            hints = [
+                f"{flag} (did you mean {m[0]}?)" for flag in flags if (m := difflib.get_close_matches(flag, valid, 1))
+            ]
+            if hints:
+                message = "unrecognized arguments: " + ", ".join(hints)
+        raise ConfigError(f"{message}. `--help` lists the options.")
+
+
+def parse_config(argv: list[str] | None = None) -> TrainingConfig:
+    """Defaults <- the preset <- command-line flags, validated."""
+    parser = _Parser(
+        prog="train.py",
+        description="Train VEEGAN with Accelerate.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # `--max_train_step 5` must not quietly mean --max_train_steps
+    )
+    parser.add_argument(
+        "--config", dest="preset", default=None, help=f"a preset ({', '.join(preset_names())}) or a YAML path"
+    )
+    for name, f in fields().items():
+        if _base_type(_TYPES[name]) is bool:  # `--use_ema` alone means true; `--use_ema false` turns it off
+            parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=f"(default: {f.default})")
+        else:
+            parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
+    args = parser.parse_args(argv)
+    given = {
+        name: coerce(name, getattr(args, name), "command line") for name in fields() if getattr(args, name) is not None
+    }
+    dataset = given.get(
+        "dataset_name", None if args.preset or "train_data_dir" in given else TrainingConfig.dataset_name
+    )
+    # a built-in dataset brings its tuned preset unless --config names another; image data gets the image preset
+    preset = args.preset or (dataset if dataset in BUILTIN_DATASETS else IMAGE_PRESET)
+    values = {**load_preset(preset), **given, "preset": preset}
+    config = TrainingConfig(**values)
+    validate(config)
+    return config
+
+
+def resolved_record(config: TrainingConfig, **derived: Any) -> dict[str, Any]:
+    """The options as resolved for a run, for `training_config.json` and the card: a new dict, never the config."""
+    from .. import __version__
+    from ..provenance import git_commit
+
+    commit = git_commit()
+    record = {k: v for k, v in dataclasses.asdict(config).items() if k != "hub_token"}
+    return {
+        **record,
+        **derived,
+        "package_version": __version__,
+        "git_commit": None if commit == "unknown" else commit,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else None,
+        "launcher_mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION"),
+    }

@@ -1,0 +1,106 @@
+"""What a run shows while and after it trains: the progress bar, validation samples and metrics, trackers, and the
+end-of-run summary. Rank 0 only; nothing here changes the training."""
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..data import BUILTIN_DATASETS, get_mixture
+from ..evaluation import draw_samples, evaluate
+from ..pipeline_veegan import VEEGAN
+from .config import TrainingConfig
+
+logger = logging.getLogger("veegan_hf.train")
+GRID_SAMPLES, GRID_COLUMNS = 64, 8
+GRID_MIN_SIDE = 768  # pixels: a grid of 28-px digits is upscaled until it reads at a glance
+
+
+def progress_bar(accelerator, first_step: int, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=first_step,
+        desc="steps",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+        mininterval=0.5 if sys.stderr.isatty() else 30,  # log files get a line every 30 s, not every step
+    )
+
+
+def sample_figure(pipe: VEEGAN, config: TrainingConfig, title: str, metrics: dict[str, Any]):
+    """The figure a run saves: an 8x8 image grid large enough to read, or a scatter over the true modes (2-D)."""
+    from ..plotting import image_grid, scatter_over_modes
+
+    if pipe.is_image_model:
+        size = pipe.generator.config.image_size * GRID_COLUMNS
+        scale = max(1, -(-GRID_MIN_SIDE // size))  # ceil
+        return image_grid(draw_samples(pipe, GRID_SAMPLES, seed=config.seed), num_columns=GRID_COLUMNS, scale=scale)
+    name = config.dataset_name
+    spec = BUILTIN_DATASETS.get(name)
+    samples = draw_samples(pipe, spec.num_eval_samples if spec else 2500, seed=config.seed)
+    means = get_mixture(name).means if spec is not None and spec.kind == "mixture" else None
+    if metrics:
+        title += f"\n{metrics['modes_captured']}/{metrics['num_modes']} modes, {metrics['hq_percent']:.1f}% HQ"
+    return scatter_over_modes(samples, means, title=title)
+
+
+def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: int, final: bool) -> dict[str, float]:
+    """Samples, a figure under samples/, and the metrics of the built-in dataset (the full protocol when `final`)."""
+    samples_dir = Path(config.output_dir) / "samples"
+    samples_dir.mkdir(exist_ok=True)
+    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.is_builtin_data else None
+    scored = spec is not None and (config.eval_at_end or not final)
+    # the full protocol at the end; during training at most 2,500 samples keep validation cheap
+    num = None if final else config.num_validation_samples or min(spec.num_eval_samples if spec else 64, 2500)
+    metrics = evaluate(pipe, config.dataset_name, num_samples=num, seed=config.seed) if scored else {}
+    tag = "final" if final else f"step_{step:06d}"
+    figure = sample_figure(pipe, config, f"{config.objective} on {config.dataset_name}, step {step}", metrics)
+    if pipe.is_image_model:
+        figure.save(samples_dir / f"{tag}.png")
+    else:
+        figure.savefig(samples_dir / f"{tag}.png", bbox_inches="tight")
+    _log_figure(accelerator, figure, step)
+    accelerator.log({f"metrics/{k}": v for k, v in metrics.items()}, step=step)
+    if metrics and not final:
+        logger.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "num_samples"))
+    return metrics
+
+
+def _log_figure(accelerator, figure, step: int) -> None:
+    import numpy as np
+
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            if hasattr(figure, "savefig"):
+                tracker.writer.add_figure("samples", figure, step)
+            else:
+                arr = np.asarray(figure)
+                tracker.writer.add_image("samples", arr if arr.ndim == 3 else arr[..., None], step, dataformats="HWC")
+    if hasattr(figure, "savefig"):
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+def summary(config: TrainingConfig, metrics: dict[str, Any], pushed_url: str | None = None) -> str:
+    """The end-of-run message: where the model is, the final metrics as a table, the samples and TensorBoard."""
+    output_dir = Path(config.output_dir)
+    lines = [
+        f"Training finished: {metrics.get('train/steps', '?')} steps in {metrics.get('train/wall_seconds', 0):.0f} s."
+    ]
+    lines.append(f"  pipeline  {output_dir.resolve()}  (VEEGAN.from_pretrained({str(output_dir)!r}))")
+    shown = {k: v for k, v in metrics.items() if not k.startswith("train/") and k not in ("num_samples", "num_modes")}
+    if shown:
+        width = max(len(k) for k in shown)
+        lines.append("  metrics")
+        lines += [
+            f"    {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"    {k:<{width}}  {v}" for k, v in shown.items()
+        ]
+    lines.append(f"  samples   {(output_dir / 'samples').resolve()}")
+    if config.report_to == "tensorboard":
+        lines.append(f"  logs      tensorboard --logdir {output_dir / 'logs'}")
+    if pushed_url:
+        lines.append(f"  pushed    {pushed_url}")
+    return "\n".join(lines)
