@@ -65,6 +65,8 @@ def _to_l_or_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray(_float_to_uint8(np.asarray(image).astype(np.float64)))
     if mode == "1":
         return image.convert("L")
+    if mode == "La":  # premultiplied alpha: PIL converts it to LA only
+        image, mode = image.convert("LA"), "LA"
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
         # Transparent pixels become white: the usual look of uploaded drawings, logos and cut-out photos.
@@ -278,6 +280,8 @@ class VEEGANImageProcessor:
                 f"{name} must be {self.expected}, got {'x'.join(map(str, x.shape[1:]))}. Pass PIL images to have "
                 "them converted and resized."
             )
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty: pass at least one sample.")
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         elif not x.is_floating_point():
