@@ -347,6 +347,19 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message}. `--help` lists the options.")
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--learning_rate -1e-5` -> `--learning_rate=-1e-5`: argparse would read a value that starts with '-' as an
+    unknown option, and the error would not name the flag it was given to."""
+    options = {f"--{name}" for name in fields()} | {"--config"}
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in options and token.startswith("-") and not token.startswith("--"):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def parse_config(argv: list[str] | None = None) -> TrainingConfig:
     """Defaults <- the preset <- command-line flags, validated."""
     parser = _Parser(
@@ -363,7 +376,7 @@ def parse_config(argv: list[str] | None = None) -> TrainingConfig:
             parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=f"(default: {f.default})")
         else:
             parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     given = {
         name: coerce(name, getattr(args, name), "command line") for name in fields() if getattr(args, name) is not None
     }
