@@ -1,0 +1,89 @@
+"""The first hour of a new user, end to end in subprocesses: the README's first command (on a reduced budget), the
+README's snippets as written, a custom imagefolder run, a second run into the same folder, and a push to a local Hub
+whose card is then read back."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "training" / "train.py")
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+def readme_snippets(section: str) -> list[str]:
+    """The ```python blocks of one `## section` of README.md, as written."""
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A user's folder: the README's first command has run there, on a reduced budget."""
+    home = tmp_path_factory.mktemp("newcomer")
+    (home / "spaces").symlink_to(REPO / "spaces")  # the snippets name the shipped model by its repository path
+    result = _run([*LAUNCH, TRAIN, "--max_train_steps", "60", "--validation_steps", "30"], home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+def test_the_first_command_ends_with_a_summary(workspace):
+    out = workspace / "veegan-output"
+    for name in ("model_index.json", "README.md", "metrics.json", "training_config.json", "samples/final.png"):
+        assert (out / name).exists(), name
+    log = (workspace / "veegan-output" / "training_config.json").read_text()
+    assert json.loads(log)["preset"] == "ring"
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_readme_snippets_run_as_written(workspace, index):
+    snippets = readme_snippets("Use a trained model")
+    assert len(snippets) == 2  # the default 2-D model, and the shipped image model
+    script = workspace / f"snippet{index}.py"
+    script.write_text(snippets[index])
+    result = _run([sys.executable, str(script)], workspace)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if index == 1:
+        assert PIL.Image.open(workspace / "sample.png").size == (28, 28)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(workspace):
+    before = (workspace / "veegan-output" / "metrics.json").read_text()
+    result = _run([*LAUNCH, "-q", TRAIN, "--max_train_steps", "5"], workspace)
+    assert result.returncode != 0
+    assert result.stderr.count("holds another run") == 1 and "--overwrite_output_dir" in result.stderr
+    assert (workspace / "veegan-output" / "metrics.json").read_text() == before  # the first run is untouched
+
+
+def test_a_custom_imagefolder_trains_a_grayscale_model(workspace):
+    from veegan_hf.data import mnist_split
+
+    images, _ = mnist_split("train")
+    folder = workspace / "my_digits"
+    folder.mkdir()
+    for i, digit in enumerate(images[:64].numpy()):
+        PIL.Image.fromarray(np.asarray(digit), "L").save(folder / f"{i:03d}.png")
+    cmd = [*LAUNCH, TRAIN, "--train_data_dir", str(folder), "--resolution", "28", "--max_train_steps", "6"]
+    result = _run([*cmd, "--train_batch_size", "16", "--output_dir", "digits-model"], workspace)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((workspace / "digits-model" / "training_config.json").read_text())
+    assert (config["preset"], config["num_channels"], config["image_column"]) == ("image", 1, "image")
+    assert config["learning_rate"] == 2e-4 and config["adversarial_loss"] == "non_saturating"  # image defaults
+    assert "Training finished" in result.stderr and "tensorboard --logdir" in result.stderr
