@@ -15,6 +15,7 @@ UI around them. The API names are stable: `/sample`, `/invert` (image models onl
 
 import argparse
 import atexit
+import math
 import os
 import shutil
 import signal
@@ -43,6 +44,8 @@ DEFAULT_MODEL = APP_DIR / "veegan-mnist"  # committed with the Space; MODEL_ID o
 MAX_UPLOAD_MB = 10  # gradio rejects larger uploads before they reach a handler
 DEFAULT_CONCURRENCY = 2  # CPU Spaces have 2 vCPUs; more parallel torch calls only add contention
 QUEUE_SIZE = 128
+DEFAULT_IMAGE_COUNT = 16  # one 4x4 grid: shown when the page opens
+DEFAULT_VECTOR_COUNT = 1000  # enough points to see which modes are covered
 
 CSS = """
 .gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
@@ -75,6 +78,30 @@ def load_pipeline(model_id: str | os.PathLike | None = None) -> VEEGAN:
 
 
 # ---------------------------------------------------------------------------------------------------- UI
+
+
+def checked_number(component: gr.Number | gr.Slider) -> gr.Number | gr.Slider:
+    """
+    A `gr.Number` or `gr.Slider` whose preprocessing never coerces: a string, a bool, NaN or infinity, or (in a
+    whole-number field, `precision=0`) a fraction reaches the handler as sent, which refuses it by name. gradio's own
+    preprocessing would round 2.5 to 2 and turn True into 1 unseen, and answer a string or NaN with an opaque server
+    error. Plain numbers keep gradio's bounds check, its message prefixed with the field's label.
+    """
+    preprocess = component.preprocess
+    whole, label = component.precision == 0, component.label or "This field"
+
+    def checked_preprocess(payload: Any) -> Any:
+        plain = isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)
+        if not plain or (whole and payload != int(payload)):
+            return payload  # SpaceHandlers checks types before ranges and names the field
+        try:
+            return preprocess(payload)
+        except gr.Error as err:  # "Value 1 is less than minimum value 2." does not say which field
+            raise gr.Error(f"{label}: {err.message}") from None
+
+    # per instance, as in image_upload: a Component subclass would make gradio write a .pyi stub beside this file
+    component.preprocess = checked_preprocess
+    return component
 
 
 def image_upload(**kwargs: Any) -> gr.Image:
@@ -169,17 +196,26 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
         with gr.Tab("Sample"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
-                    seed = gr.Number(0, label="Seed", precision=0)  # checked by the handler
-                    count = gr.Slider(
-                        1, handlers.max_samples, value=16 if is_image else 1000, step=1, precision=0, label="Samples"
+                    seed = checked_number(gr.Number(0, label="Seed", precision=0))  # range checked by the handler
+                    count = checked_number(
+                        gr.Slider(
+                            1,
+                            handlers.max_samples,
+                            value=DEFAULT_IMAGE_COUNT if is_image else DEFAULT_VECTOR_COUNT,
+                            step=1,
+                            precision=0,
+                            label="Number of samples",
+                        )
                     )
-                    truncation = gr.Slider(
-                        0.0,
-                        MAX_TRUNCATION,
-                        value=0.0,
-                        step=0.1,
-                        label="Truncation (0 = off)",
-                        info="Redraw latent coordinates with |z_i| above this: fewer oddities, less variety.",
+                    truncation = checked_number(
+                        gr.Slider(
+                            0.0,
+                            MAX_TRUNCATION,
+                            value=0.0,
+                            step=0.1,
+                            label="Truncation (0 = off)",
+                            info="Redraw latent coordinates with |z_i| above this: fewer oddities, less variety.",
+                        )
                     )
                     sample_button = gr.Button("Sample", variant="primary", elem_id="sample-button")
                 sample_output = gr.Image(
@@ -194,6 +230,8 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                 )
             sample_inputs = [seed, count, truncation]
             sample_button.click(handlers.sample, sample_inputs, sample_output, api_name="sample")
+            # samples on arrival, from the inputs' defaults: an empty output tells a visitor nothing about the model
+            demo.load(handlers.sample, sample_inputs, sample_output, api_visibility="private")
             gr.Examples(
                 [[0, 16, 0.0], [7, 64, 0.0], [42, 16, 1.0]] if is_image else [[0, 1000, 0.0], [1, 2048, 1.0]],
                 inputs=sample_inputs,
@@ -240,14 +278,16 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                             )
                             draw_button = gr.Button("Invert the drawing")
                         invert_colors = gr.Checkbox(value=False, label="Invert colors", visible=True)
-                        refine_steps = gr.Slider(
-                            0,
-                            MAX_REFINE_STEPS,
-                            value=100,
-                            step=10,
-                            precision=0,
-                            label="Refinement steps",
-                            info="Adam steps on z, started from F(x); 0 shows the encoder alone.",
+                        refine_steps = checked_number(
+                            gr.Slider(
+                                0,
+                                MAX_REFINE_STEPS,
+                                value=100,
+                                step=10,
+                                precision=0,
+                                label="Refinement steps",
+                                info="Adam steps on z, started from F(x); 0 shows the encoder alone.",
+                            )
                         )
                         invert_button = gr.Button("Invert", variant="primary", elem_id="invert-button")
                     with gr.Column(scale=2):
@@ -257,7 +297,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                             reconstruction = gr.Image(label="G(F(x))", elem_id="invert-reconstruction", **pixel_view)
                             refined = gr.Image(label="G(z*), refined", elem_id="invert-refined", **pixel_view)
                         latent_plot = gr.Image(label="Latent code F(x)", format="png", show_label=True)
-                        summary = gr.Markdown()
+                        summary = gr.Markdown(label="Summary")  # the label names this output in the API
                         with gr.Accordion("Raw numbers", open=False):
                             details = gr.JSON(label="Details")
                 invert_inputs = [image, invert_colors, refine_steps]
@@ -286,9 +326,9 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=260):
                     with gr.Row():
-                        seed_a = gr.Number(0, label="Seed A", precision=0)
-                        seed_b = gr.Number(1, label="Seed B", precision=0)
-                    num_frames = gr.Slider(2, MAX_FRAMES, value=8, step=1, precision=0, label="Frames")
+                        seed_a = checked_number(gr.Number(0, label="Seed A", precision=0))
+                        seed_b = checked_number(gr.Number(1, label="Seed B", precision=0))
+                    num_frames = checked_number(gr.Slider(2, MAX_FRAMES, value=8, step=1, precision=0, label="Frames"))
                 with gr.Column(scale=2, visible=is_image):
                     gr.Markdown("**Or between two images** (used instead of the seeds when both are given)")
                     with gr.Row():

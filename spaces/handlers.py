@@ -181,7 +181,8 @@ class SpaceHandlers:
     def _plot_vectors(self, samples: torch.Tensor, title: str, as_path: bool = False) -> PIL.Image.Image:
         """Samples over the true modes (2-D), or, in more dimensions, a histogram of each sample's mean coordinate."""
         points = samples.float().cpu().numpy()
-        fig = Figure(figsize=(5.2, 5.2) if points.shape[1] == 2 else (6.4, 3.4), dpi=100)
+        # 6 in at 100 dpi: ~550 px once trimmed, so that the modes and the legend stay readable at full width
+        fig = Figure(figsize=(6.0, 6.0) if points.shape[1] == 2 else (6.4, 3.4), dpi=100)
         ax = fig.add_subplot()
         means = self.mixture.means.numpy() if self.mixture is not None else None
         if points.shape[1] == 2:

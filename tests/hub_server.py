@@ -11,21 +11,52 @@ The endpoints, headers and JSON fields are those that huggingface_hub 2.x reads 
   `X-Repo-Commit` and `Content-Length`; an LFS file answers 302 to a "CDN" on another origin (another port) with
   `X-Linked-Etag` (its sha256), `X-Linked-Size` and `X-Repo-Commit`, as the Hub does.
 - `GET {cdn}/{sha256}`: the content of an LFS file.
+- `GET /api/agent-harnesses`: an empty registry (a client without `HF_HUB_DISABLE_TELEMETRY=1` asks for it).
 
 Errors carry the Hub's `X-Error-Code` header, which huggingface_hub maps to exception types: a missing repo answers
 `RepoNotFound` (401 without a token, 404 with one, as the Hub does so that private repos do not leak), a missing
 revision `RevisionNotFound`, a missing file `EntryNotFound`; the token `INVALID_TOKEN` gets the Hub's 401 for bad
 credentials. Every request is logged; any other URL or method answers a bare 404 and is logged as unexpected.
 
+Uploads are served as `HfApi.create_repo` and `HfApi.upload_folder` (hence `push_to_hub`) send them; each needs a
+token (no Authorization header answers 401):
+
+- `POST /api/repos/create` `{"name", "organization", "visibility"?}`: creates the repo with the Hub's initial commit
+  (a `.gitattributes` marking `LFS_SUFFIXES` as LFS) on `main` and answers `{"url", "name", "id"}`; an existing repo
+  answers 409 with the same `url`, which `create_repo(..., exist_ok=True)` accepts. A repo without an organization
+  goes to the token's user, `USER`.
+- `POST /api/validate-yaml` `{"content", "repoType"}`: the README's front matter must parse as a YAML mapping
+  (400 with `errors` otherwise), as the Hub checks before any upload.
+- `POST /api/models/{repo}/preupload/{rev}` `{"files": [{"path", "sample", "size"}]}`: answers each file's
+  `uploadMode` and the `oid` of the file already there (so that unchanged files are skipped, as on the Hub). Every
+  file is "regular" (base64 in the commit) by default: the Hub answers "lfs" for weights, but a client with `hf_xet`
+  installed (huggingface_hub's default) then uploads them through Xet storage, which this stand-in does not serve.
+  With `FakeHub(lfs_uploads=True)`, files of `LFS_SUFFIXES` are "lfs", for clients with `HF_HUB_DISABLE_XET=1`:
+- `POST /{repo}.git/info/lfs/objects/batch`: the git-lfs batch API; each object not stored yet gets an `upload`
+  action (`PUT {cdn}/{sha256}`, checked against its sha256) and a `verify` action
+  (`POST /{repo}.git/info/lfs/objects/verify`).
+- `POST /api/models/{repo}/commit/{rev}`: the ndjson commit (a `header` line, then `file` lines with base64
+  content, `lfsFile` lines naming uploaded LFS objects, `deletedFile`/`deletedFolder` lines) applied on top of the
+  branch's head with `add_commit`; a stale `parentCommit` answers 412. It answers `{"success", "commitOid",
+  "commitUrl", "hookOutput"}`. Pull requests (`create_pr=1`) are not served: that answers a 404 logged as unexpected.
+  Gitignore rules are not applied, and private repos are readable by anyone (only `private` in the model info shows).
+
+`FakeHub.files(repo_id, revision="main") -> dict[str, bytes]` returns what a revision (branch, tag or commit) holds,
+repo path -> content, so that a test can check what was pushed; `FakeHub.repos[repo_id].messages` holds each pushed
+commit's summary, and each logged `Request` keeps its body (the commit's ndjson, for one).
+
 Run as a script (`python tests/hub_server.py SPEC.json`), this file is the client side instead: in a fresh process,
 where `HF_HUB_OFFLINE` and `HF_ENDPOINT` from the environment still take effect, it loads each repo of the spec with
-`VEEGAN.from_pretrained`, samples with a fixed seed, and writes what it got (see `_client_main`).
+`VEEGAN.from_pretrained`, samples with a fixed seed, and writes what it got, or pushes a saved pipeline with
+`push_to_hub` (see `_client_main`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +68,11 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 # stored in LFS on the Hub (its default .gitattributes): served through the CDN redirect
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".png", ".npz")
 INVALID_TOKEN = "hf_invalid_token"
+USER = "test-user"  # whoever the token belongs to: the namespace of a repo created without an organization
+# the Hub's initial commit of a new repo holds a .gitattributes; this one agrees with `HubFile.is_lfs`
+GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
 _COMMIT_DATE = "2025-01-01T00:00:00.000Z"
+_FRONT_MATTER = re.compile(r"^\s*---[\r\n]+([\S\s]*?)[\r\n]+---(?:\r\n|\n|$)")  # a model card's YAML header
 
 
 @dataclass(frozen=True)
@@ -62,8 +97,7 @@ class HubFile:
     @cached_property
     def git_oid(self) -> str:
         """The git blob sha1 of what git stores: the LFS pointer for LFS files, the content otherwise."""
-        stored = self.pointer if self.is_lfs else self.data
-        return hashlib.sha1(b"blob %d\0" % len(stored) + stored).hexdigest()
+        return _git_blob_sha1(self.pointer if self.is_lfs else self.data)
 
     def tree_entry(self) -> dict:
         entry = {"type": "file", "oid": self.git_oid, "size": len(self.data), "path": self.path}
@@ -72,10 +106,16 @@ class HubFile:
         return entry
 
 
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 @dataclass
 class Repo:
     refs: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit
     commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)  # commit -> path -> file
+    messages: dict[str, str] = field(default_factory=dict)  # commit -> summary, for commits that have one
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +129,7 @@ class Request:
     authorized: bool
     status: int
     expected: bool  # False for a URL or method the Hub stand-in does not serve
+    body: bytes = field(default=b"", repr=False)  # what was POSTed or PUT (weights too: kept out of repr)
 
 
 @dataclass
@@ -114,8 +155,11 @@ def _error(status: int, code: str | None, message: str, **headers: str) -> _Resp
 class FakeHub:
     """Model repos served over HTTP on 127.0.0.1, as the Hub serves them. Use as a context manager."""
 
-    def __init__(self, page_size: int = 1000):
+    def __init__(self, page_size: int = 1000, lfs_uploads: bool = False):
         self.page_size = page_size  # the Hub pages tree listings by 1000; a small value exercises pagination
+        # preupload answers "lfs" for LFS_SUFFIXES (git-lfs batch API, needs HF_HUB_DISABLE_XET=1 clients) if True,
+        # "regular" for every file otherwise (see the module docstring)
+        self.lfs_uploads = lfs_uploads
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 -> LFS content, served by the CDN
         self.requests: list[Request] = []
@@ -124,15 +168,29 @@ class FakeHub:
 
     # ------------------------------------------------------------------ content
 
-    def add_commit(self, repo_id: str, files: dict[str, bytes], refs: tuple[str, ...] = ("main",)) -> str:
-        """Adds a commit holding `files` (repo path -> bytes) and points `refs` at it; returns the commit sha."""
+    def add_commit(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        refs: tuple[str, ...] = ("main",),
+        message: str | None = None,
+        parent: str | None = None,
+    ) -> str:
+        """Adds a commit holding `files` (repo path -> bytes) and points `refs` at it; returns the commit sha.
+
+        `message` and `parent` are what an upload gives; the parent goes into the sha (as in git), so that pushing
+        back an earlier state makes a new commit rather than reusing the old one."""
         hub_files = {path: HubFile(path, data) for path, data in sorted(files.items())}
         repo = self.repos.setdefault(repo_id, Repo())
         digest = hashlib.sha1(repo_id.encode())
+        if parent is not None:
+            digest.update(f"parent {parent}\0".encode())
         for f in hub_files.values():
             digest.update(f"{f.path}\0{f.git_oid}\0".encode())
         commit = digest.hexdigest()
         repo.commits[commit] = hub_files
+        if message is not None:
+            repo.messages[commit] = message
         repo.refs.update(dict.fromkeys(refs, commit))
         self.blobs.update({f.sha256: f.data for f in hub_files.values() if f.is_lfs})
         return commit
@@ -143,6 +201,13 @@ class FakeHub:
         """Adds a commit holding every file under `folder` (plus `extra`); returns the commit sha."""
         files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
         return self.add_commit(repo_id, {**files, **(extra or {})}, refs)
+
+    def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+        """What `revision` (a branch, tag or commit sha) of `repo_id` holds: repo path -> content (LFS files as their
+        content, not their pointer). Raises KeyError for a missing repo or revision."""
+        repo = self.repos[repo_id]
+        commit = repo.refs.get(revision, revision)
+        return {path: f.data for path, f in repo.commits[commit].items()}
 
     # ------------------------------------------------------------------ what the server saw
 
@@ -186,14 +251,19 @@ class FakeHub:
 
     # ------------------------------------------------------------------ routing
 
-    def handle(self, role: str, method: str, raw_path: str, authorization: str | None) -> _Response:
+    def handle(self, role: str, method: str, raw_path: str, authorization: str | None, body: bytes = b"") -> _Response:
         url = urlsplit(raw_path)
         segments = [unquote(s) for s in url.path.split("/")[1:]]
         query = dict(parse_qsl(url.query))
         if role == "cdn":
-            response = self._cdn(method, segments)
+            response = self._cdn(method, segments, body)
         else:
-            response = self._hub(method, segments, query, url.path, authorization)
+            try:
+                response = self._hub(method, segments, query, url.path, authorization, body)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                # a body this stand-in cannot read (JSON, base64, missing keys): the Hub's 400, and a test failure
+                response = _error(400, None, f"Bad request: {type(err).__name__}: {err}")
+                response.expected = False
         with self._lock:
             self.requests.append(
                 Request(
@@ -204,21 +274,42 @@ class FakeHub:
                     authorization is not None,
                     response.status,
                     response.expected,
+                    body,
                 )
             )
         return response
 
-    def _cdn(self, method: str, segments: list[str]) -> _Response:
+    def _cdn(self, method: str, segments: list[str], body: bytes) -> _Response:
         if method in ("GET", "HEAD") and len(segments) == 1 and segments[0] in self.blobs:
             data = self.blobs[segments[0]]
             return _Response(200, {"Content-Type": "application/octet-stream", "ETag": f'"{segments[0]}"'}, data)
+        if method == "PUT" and len(segments) == 1 and len(segments[0]) == 64:
+            # the LFS batch API's upload action, as to S3: the object is stored under its sha256, which must match
+            if hashlib.sha256(body).hexdigest() != segments[0]:
+                return _Response(400, body=b"Content does not match its sha256")
+            with self._lock:
+                self.blobs[segments[0]] = body
+            return _Response(200, {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
         return _Response(404, body=b"Not Found", expected=False)
 
     def _hub(
-        self, method: str, segments: list[str], query: dict[str, str], raw_path: str, authorization: str | None
+        self,
+        method: str,
+        segments: list[str],
+        query: dict[str, str],
+        raw_path: str,
+        authorization: str | None,
+        body: bytes = b"",
     ) -> _Response:
         if authorization == f"Bearer {INVALID_TOKEN}":
             return _error(401, None, "Invalid credentials in Authorization header")
+        if method == "POST":
+            response = self._upload(segments, query, authorization, body)
+            if response is not None:
+                return response
+        if method == "GET" and segments == ["api", "agent-harnesses"]:
+            # fetched for the user-agent unless HF_HUB_DISABLE_TELEMETRY=1: an empty registry detects no agent
+            return _json(200, {"standardEnvVars": [], "harnesses": {}})
         if method == "GET" and segments[:2] == ["api", "models"] and len(segments) >= 4:
             repo_id, rest = "/".join(segments[2:4]), segments[4:]
             if not rest:
@@ -230,6 +321,151 @@ class FakeHub:
         if method in ("GET", "HEAD") and len(segments) >= 5 and segments[2] == "resolve":
             return self._resolve("/".join(segments[:2]), segments[3], "/".join(segments[4:]), authorization)
         return _Response(404, body=b"Not Found", expected=False)
+
+    # ------------------------------------------------------------------ uploads
+
+    def _upload(
+        self, segments: list[str], query: dict[str, str], authorization: str | None, body: bytes
+    ) -> _Response | None:
+        """The POSTs of `create_repo` and `upload_folder`, or None for a URL that is not one of them."""
+        if segments == ["api", "validate-yaml"]:
+            return self._validate_yaml(json.loads(body))
+        api = segments[:2] == ["api", "models"] and len(segments) == 6 and segments[4] in ("preupload", "commit")
+        lfs = len(segments) == 6 and segments[1].endswith(".git") and segments[2:5] == ["info", "lfs", "objects"]
+        lfs = lfs and segments[5] in ("batch", "verify")
+        if not (segments == ["api", "repos", "create"] or api or lfs):
+            return None
+        if authorization is None:  # every write needs a token
+            return _error(401, None, "You must be authenticated to do this: pass a token")
+        if api and segments[4] == "preupload":
+            return self._preupload("/".join(segments[2:4]), segments[5], json.loads(body), authorization)
+        if api:
+            return self._commit_upload("/".join(segments[2:4]), segments[5], query, body, authorization)
+        if lfs and segments[5] == "batch":
+            return self._lfs_batch(f"{segments[0]}/{segments[1].removesuffix('.git')}", json.loads(body))
+        if lfs:
+            return self._lfs_verify(json.loads(body))
+        return self._create_repo(json.loads(body))
+
+    def _create_repo(self, payload: dict) -> _Response:
+        if payload.get("type", "model") != "model":
+            return _Response(404, body=b"Not Found", expected=False)  # datasets and spaces are not served
+        repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
+        url = f"{self.endpoint}/{repo_id}"
+        with self._lock:
+            if repo_id in self.repos:
+                # what the Hub answers; `create_repo(exist_ok=True)` takes the url from it
+                return _json(409, {"error": "You already created this model repo", "url": url})
+            self.add_commit(repo_id, {".gitattributes": GITATTRIBUTES}, message="initial commit")
+            self.repos[repo_id].private = payload.get("visibility") == "private"
+        return _json(200, {"url": url, "name": repo_id, "id": hashlib.md5(repo_id.encode()).hexdigest()[:24]})
+
+    def _validate_yaml(self, payload: dict) -> _Response:
+        import yaml  # a dependency of huggingface_hub
+
+        match = _FRONT_MATTER.match(payload["content"])
+        if match is None:
+            return _json(200, {"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
+        try:
+            metadata = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as err:
+            metadata, problem = None, str(err)
+        else:
+            problem = "the front matter is not a YAML mapping"
+        if not isinstance(metadata, dict):
+            return _json(400, {"errors": [{"message": problem}], "warnings": []}, **{"X-Error-Message": problem})
+        return _json(200, {"errors": [], "warnings": []})
+
+    def _preupload(self, repo_id: str, revision: str, payload: dict, authorization: str) -> _Response:
+        commit = self._commit(repo_id, revision, authorization)
+        if isinstance(commit, _Response):
+            return commit
+        existing = self.repos[repo_id].commits[commit]
+        answers = []
+        for entry in payload["files"]:
+            path = entry["path"]
+            lfs = self.lfs_uploads and path.endswith(LFS_SUFFIXES) and entry["size"] > 0
+            answer = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
+            if path in existing:
+                # the oid the client computes locally: sha256 for an LFS upload, the git blob sha1 of the content
+                # for a regular one; equal means unchanged, and the client leaves the file out of the commit
+                data = existing[path].data
+                answer["oid"] = hashlib.sha256(data).hexdigest() if lfs else _git_blob_sha1(data)
+            answers.append(answer)
+        return _json(200, {"files": answers, "commitOid": commit})
+
+    def _lfs_batch(self, repo_id: str, payload: dict) -> _Response:
+        if repo_id not in self.repos:
+            return _error(404, "RepoNotFound", "Repository not found")
+        if payload.get("operation") != "upload":
+            return _Response(404, body=b"Not Found", expected=False)  # downloads go through /resolve/
+        objects = []
+        for obj in payload["objects"]:
+            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+            if obj["oid"] not in self.blobs:  # an object already stored gets no actions: the client skips it
+                answer["actions"] = {
+                    "upload": {"href": f"{self.cdn}/{obj['oid']}", "header": {}},
+                    "verify": {"href": f"{self.endpoint}/{repo_id}.git/info/lfs/objects/verify", "header": {}},
+                }
+            objects.append(answer)
+        return _Response(
+            200,
+            {"Content-Type": "application/vnd.git-lfs+json"},
+            json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(),
+        )
+
+    def _lfs_verify(self, payload: dict) -> _Response:
+        data = self.blobs.get(payload["oid"])
+        if data is None or len(data) != payload["size"]:
+            return _error(404, None, f"LFS object {payload['oid']} of size {payload['size']} was not uploaded")
+        return _json(200, {"success": True})
+
+    def _commit_upload(
+        self, repo_id: str, revision: str, query: dict[str, str], body: bytes, authorization: str
+    ) -> _Response:
+        if query.get("create_pr") in ("1", "true"):
+            return _Response(404, body=b"Not Found", expected=False)  # pull requests are not served
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        if not lines or lines[0]["key"] != "header":
+            return _error(400, None, "The first line of a commit must be its header")
+        header = lines[0]["value"]
+        with self._lock:  # the head must not move between reading it and committing on top of it
+            head = self._commit(repo_id, revision, authorization)
+            if isinstance(head, _Response):
+                return head
+            if header.get("parentCommit") not in (None, head):
+                return _error(412, None, "A commit has happened since. Please refresh and try again.")
+            files = self.files(repo_id, head)
+            for line in lines[1:]:
+                key, value = line["key"], line["value"]
+                path = value["path"]
+                if key == "file" and value.get("encoding") == "base64":
+                    files[path] = base64.b64decode(value["content"], validate=True)
+                elif key == "lfsFile":
+                    data = self.blobs.get(value["oid"])
+                    if data is None or ("size" in value and len(data) != value["size"]):
+                        return _error(422, None, f"LFS object {value['oid']} of {path} was not uploaded")
+                    files[path] = data
+                elif key == "deletedFile":
+                    if files.pop(path, None) is None:
+                        return _error(404, "EntryNotFound", f"A file with this name doesn't exist: {path}")
+                elif key == "deletedFolder":
+                    prefix = path.rstrip("/") + "/"
+                    files = {p: data for p, data in files.items() if not p.startswith(prefix)}
+                else:
+                    return _error(400, None, f"Unknown commit operation {key!r}")
+            commit = self.add_commit(repo_id, files, refs=(revision,), message=header["summary"], parent=head)
+        return _json(
+            200,
+            {
+                "success": True,
+                "commitOid": commit,
+                "commitUrl": f"{self.endpoint}/{repo_id}/commit/{commit}",
+                "hookOutput": "",
+            },
+        )
+
+    # ------------------------------------------------------------------ downloads
 
     def _commit(self, repo_id: str, revision: str, authorization: str | None) -> str | _Response:
         """A revision's commit sha, or the error response the Hub gives."""
@@ -258,7 +494,7 @@ class FakeHub:
                 "sha": commit,
                 "lastModified": _COMMIT_DATE,
                 "createdAt": _COMMIT_DATE,
-                "private": False,
+                "private": self.repos[repo_id].private,
                 "disabled": False,
                 "gated": False,
                 "downloads": 0,
@@ -335,8 +571,20 @@ class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     role: str
 
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # an upload streamed from a file object
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers, up to the blank line
+                pass
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
     def _answer(self) -> None:
-        response = self.hub.handle(self.role, self.command, self.path, self.headers.get("Authorization"))
+        body = self._body()  # read whatever the method, or the next request on this connection starts mid-body
+        response = self.hub.handle(self.role, self.command, self.path, self.headers.get("Authorization"), body)
         self.send_response(response.status)
         for key, value in response.headers.items():
             self.send_header(key, value)
@@ -355,8 +603,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _client_main(spec_path: str) -> None:
-    """Loads each `{"name", "repo_id", "kwargs"}` of the spec's `calls` and writes, to the spec's `out_dir`,
-    `NAME.pt` (samples from seed 0 and the three state dicts) and `results.json` (card metadata, or the error)."""
+    """Runs the spec's `calls` in order and writes, to the spec's `out_dir`, `results.json` (by name: the error, or
+    what the call gave) and, for each load, `NAME.pt` (samples from seed 0 and the three state dicts).
+
+    A call `{"name", "repo_id", "kwargs"}` loads with `VEEGAN.from_pretrained` (result: the card metadata); a call
+    `{"name", "push_from", "repo_id", "kwargs"}` loads the local folder `push_from` and pushes it with
+    `push_to_hub(repo_id, **kwargs)` (result: the commit URL it returns)."""
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(spec["out_dir"])
 
@@ -369,6 +621,11 @@ def _client_main(spec_path: str) -> None:
     results = {}
     for call in spec["calls"]:
         try:
+            if "push_from" in call:
+                pipe = VEEGAN.from_pretrained(call["push_from"])
+                commit_url = pipe.push_to_hub(call["repo_id"], **call.get("kwargs", {}))
+                results[call["name"]] = {"error": None, "commit_url": commit_url}
+                continue
             pipe = VEEGAN.from_pretrained(call["repo_id"], **call.get("kwargs", {}))
         except Exception as err:
             results[call["name"]] = {

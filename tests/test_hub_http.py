@@ -1,22 +1,28 @@
-"""The online `from_pretrained(repo_id)` path through real HTTP, against a local Hub stand-in (tests/hub_server.py).
+"""The online `from_pretrained(repo_id)` and `push_to_hub` paths through real HTTP, against a local Hub stand-in
+(tests/hub_server.py).
 
 conftest sets HF_HUB_OFFLINE=1 before huggingface_hub is imported, and the library reads it (and HF_ENDPOINT) only at
-import, so the loads run in fresh processes with their own environment: one online process, then one offline process
-that must find everything in the cache it filled.
+import, so the loads and pushes run in fresh processes with their own environment: one online process, then one
+offline process that must find everything in the cache it filled; for uploads, a process that pushes and another that
+loads back what was pushed.
 """
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from tests.conftest import make_pipeline, same_tensors
-from tests.hub_server import INVALID_TOKEN, FakeHub
+from tests.hub_server import GITATTRIBUTES, INVALID_TOKEN, LFS_SUFFIXES, FakeHub
 
 REPO = "org/veegan-test"
 NETWORKS = ("discriminator", "generator", "reconstructor")
@@ -27,6 +33,8 @@ PIPELINE_FILES = {
     *(f"{net}/diffusion_pytorch_model.safetensors" for net in NETWORKS),
 }
 HUB_SERVER = Path(__file__).with_name("hub_server.py")
+PUSHED = "org/pushed"
+TOKEN = "hf_test"
 
 
 def _expected(pipe) -> dict:
@@ -64,9 +72,19 @@ def hub(tmp_path_factory):
         yield SimpleNamespace(server=server, commits=commits, expected={k: _expected(p) for k, p in pipes.items()})
 
 
-def _load_in_subprocess(hub, tmp: Path, calls: list[dict], offline: bool) -> dict:
-    """Runs the `calls` in a fresh process against `hub` with the Hub cache in `tmp`; returns the results by name."""
-    out_dir = tmp / ("offline" if offline else "online")
+def _load_in_subprocess(
+    hub,
+    tmp: Path,
+    calls: list[dict],
+    offline: bool,
+    label: str | None = None,
+    extra_env: dict[str, str | None] | None = None,
+) -> dict:
+    """Runs the `calls` in a fresh process against `hub` with the Hub cache in `tmp`; returns the results by name.
+
+    The results go to `tmp / label` (by default "online" or "offline"); `extra_env` overrides the environment, None
+    removing a variable."""
+    out_dir = tmp / (label or ("offline" if offline else "online"))
     out_dir.mkdir()
     spec = out_dir / "spec.json"
     spec.write_text(json.dumps({"out_dir": str(out_dir), "calls": calls}))
@@ -87,13 +105,19 @@ def _load_in_subprocess(hub, tmp: Path, calls: list[dict], offline: bool) -> dic
         NO_PROXY="127.0.0.1,localhost",
         OMP_NUM_THREADS="1",
     )
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     proc = subprocess.run(
         [sys.executable, str(HUB_SERVER), str(spec)], env=env, capture_output=True, text=True, timeout=180
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out_dir / "results.json").read_text())
+    pushes = {call["name"] for call in calls if "push_from" in call}  # a push leaves no samples behind
     for name, result in results.items():
-        if result["error"] is None:
+        if result["error"] is None and name not in pushes:
             result.update(torch.load(out_dir / f"{name}.pt"))
     return results
 
@@ -200,3 +224,143 @@ def test_invalid_token_gives_a_clear_error(online):
     result = online.results["invalid_token"]
     assert "ValueError" in result["mro"], result
     assert "token" in result["message"]
+
+
+# ---------------------------------------------------------------------- push_to_hub
+
+
+@pytest.fixture(scope="module")
+def push(tmp_path_factory):
+    """Pushes a pipeline to PUSHED twice (the second push changes nothing), then loads it back, each in a process of
+    its own against one server. The pipeline is built and saved here, and the pushing process loads that folder: the
+    samples expected here come from the very weights that were pushed, and, saved with the same `repo_id`, the
+    folder holds exactly what `push_to_hub` uploads (card included), whatever `save_pretrained` writes."""
+    tmp = tmp_path_factory.mktemp("push")
+    pipe = make_pipeline("dcgan-28-1", seed=3)
+    local = tmp / "local"
+    pipe.save_pretrained(local, repo_id=PUSHED)
+    push_call = {"push_from": str(local), "repo_id": PUSHED, "kwargs": {"token": TOKEN}}
+    with FakeHub() as server:
+        hub = SimpleNamespace(server=server)
+        # xet left enabled: with hf_xet installed (huggingface_hub's default), `upload_folder` takes its pipelined
+        # path, which is what users run; the server answers "regular" for every file, so no Xet storage is needed
+        pushed = _load_in_subprocess(
+            hub,
+            tmp,
+            [{"name": "first", **push_call}, {"name": "again", **push_call}],
+            offline=False,
+            label="push",
+            extra_env={"HF_HUB_DISABLE_XET": None},
+        )
+        num_push_requests = len(server.requests)
+        loaded = _load_in_subprocess(hub, tmp, [{"name": "pushed", "repo_id": PUSHED}], offline=False, label="load")
+        yield SimpleNamespace(
+            server=server,
+            pushed=pushed,
+            loaded=loaded,
+            push_requests=server.requests[:num_push_requests],
+            local=local,
+            local_files={p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()},
+            expected=_expected(pipe),
+        )
+
+
+def _commit_lines(request) -> list[dict]:
+    return [json.loads(line) for line in request.body.splitlines()]
+
+
+def test_push_to_hub_stores_the_pipeline_and_its_card(push):
+    assert push.pushed["first"]["error"] is None, push.pushed["first"]
+    stored = push.server.files(PUSHED)
+    assert stored.keys() >= PIPELINE_FILES
+    # byte for byte what save_pretrained wrote, plus the .gitattributes of the repo's initial commit
+    assert stored == {**push.local_files, ".gitattributes": GITATTRIBUTES}
+    card = ModelCard(stored["README.md"].decode())
+    assert card.data.library_name == "veegan-hf"
+    head = push.server.repos[PUSHED].refs["main"]
+    assert push.server.repos[PUSHED].messages[head] == "Upload VEEGAN pipeline"
+    assert push.pushed["first"]["commit_url"] == f"{push.server.endpoint}/{PUSHED}/commit/{head}"
+
+
+def test_push_requests_follow_the_hub_protocol(push):
+    server, requests = push.server, push.push_requests
+    assert server.unexpected() == []
+    writes = [r for r in requests if r.method == "POST" and r.path != "/api/validate-yaml"]
+    assert writes and all(r.authorized for r in writes)
+    # exist_ok: the second push finds the repo (409) and goes on
+    assert [r.status for r in requests if r.path == "/api/repos/create"] == [200, 409]
+    assert any(r.path == "/api/validate-yaml" and r.status == 200 for r in requests)  # the card was checked first
+    preuploads = [r for r in requests if r.path == f"/api/models/{PUSHED}/preupload/main"]
+    assert len(preuploads) == 2 and {r.status for r in preuploads} == {200}
+    # nothing changed for the second push: the client skips the commit and returns the same one
+    (commit,) = [r for r in requests if r.path == f"/api/models/{PUSHED}/commit/main"]
+    assert commit.status == 200
+    assert push.pushed["again"] == push.pushed["first"]
+    header, *operations = _commit_lines(commit)
+    assert header == {"key": "header", "value": {"summary": "Upload VEEGAN pipeline", "description": ""}}
+    assert {op["key"] for op in operations} == {"file"}  # base64 content, no LFS
+    assert {op["value"]["path"]: base64.b64decode(op["value"]["content"]) for op in operations} == push.local_files
+    assert not [r for r in requests if r.server == "cdn"]
+
+
+def test_pushed_pipeline_loads_back_bit_identical(push):
+    _assert_same_pipeline(push.loaded["pushed"], push.expected)
+    head = push.server.repos[PUSHED].refs["main"]
+    assert push.server.resolved(PUSHED, head) >= PIPELINE_FILES
+
+
+def test_lfs_uploads_go_through_the_batch_api(push, tmp_path):
+    """With `lfs_uploads=True` the weights go as git-lfs objects, as to the Hub before Xet, for a client with
+    HF_HUB_DISABLE_XET=1 (which `_load_in_subprocess` sets): batch API, PUT to storage, verify, `lfsFile` lines."""
+    call = {"name": "lfs", "push_from": str(push.local), "repo_id": PUSHED, "kwargs": {"token": TOKEN}}
+    lfs_paths = {path for path in push.local_files if path.endswith(LFS_SUFFIXES)}
+    assert {f"{net}/diffusion_pytorch_model.safetensors" for net in NETWORKS} <= lfs_paths
+    with FakeHub(lfs_uploads=True) as server:
+        result = _load_in_subprocess(SimpleNamespace(server=server), tmp_path, [call], offline=False, label="lfs")
+        assert result["lfs"]["error"] is None, result["lfs"]
+        assert server.unexpected() == []
+        assert server.files(PUSHED) == {**push.local_files, ".gitattributes": GITATTRIBUTES}
+        requests: dict[tuple[str, str, str], list] = {}
+        for r in server.requests:
+            requests.setdefault((r.server, r.method, r.path), []).append(r)
+        assert [r.status for r in requests["hub", "POST", f"/{PUSHED}.git/info/lfs/objects/batch"]] == [200]
+        puts = [r for r in server.requests if r.server == "cdn"]
+        assert {(r.method, r.status) for r in puts} == {("PUT", 200)}
+        assert sorted(r.body for r in puts) == sorted(push.local_files[path] for path in lfs_paths)
+        assert len(requests["hub", "POST", f"/{PUSHED}.git/info/lfs/objects/verify"]) == len(lfs_paths)
+        (commit,) = requests["hub", "POST", f"/api/models/{PUSHED}/commit/main"]
+        operations = {op["value"]["path"]: op["key"] for op in _commit_lines(commit)[1:]}
+        assert operations == {path: "lfsFile" if path in lfs_paths else "file" for path in push.local_files}
+
+
+def _post(server: FakeHub, path: str, payload: dict | bytes, token: str | None = TOKEN) -> tuple[int, dict]:
+    """POSTs straight to the server (huggingface_hub is offline in this process); returns the status and the JSON."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{server.endpoint}{path}", data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_upload_errors_are_the_hubs():
+    with FakeHub() as server:
+        create = {"name": "errors", "organization": "org"}
+        assert _post(server, "/api/repos/create", create, token=None)[0] == 401  # writes need a token
+        assert "org/errors" not in server.repos
+        status, answer = _post(server, "/api/repos/create", create)
+        assert status == 200 and answer["url"] == f"{server.endpoint}/org/errors"
+        initial = server.repos["org/errors"].refs["main"]
+        # a commit on top of a head that has moved since is refused, and so is one to a missing branch
+        line = {"key": "file", "value": {"path": "a.txt", "content": "YQ==", "encoding": "base64"}}
+        stale = {"key": "header", "value": {"summary": "late", "description": "", "parentCommit": "0" * 40}}
+        ndjson = b"".join(json.dumps(item).encode() + b"\n" for item in (stale, line))
+        assert _post(server, "/api/models/org/errors/commit/main", ndjson)[0] == 412
+        assert _post(server, "/api/models/org/errors/commit/no-such-branch", ndjson)[0] == 404
+        assert server.repos["org/errors"].refs["main"] == initial
+        broken_card = {"content": "---\nlicense: [mit\n---\n", "repoType": "model"}  # an unclosed YAML list
+        status, answer = _post(server, "/api/validate-yaml", broken_card)
+        assert status == 400 and answer["errors"]
+        assert server.unexpected() == []

@@ -25,12 +25,15 @@ def test_round_trip_is_bit_exact(family, tmp_path):
         public = [{k: v for k, v in getattr(p, name).config.items() if not k.startswith("_")} for p in (pipe, loaded)]
         assert public[0] == public[1]
     assert torch.equal(_seeded(pipe), _seeded(loaded))
+    # a sample image for the card: a grid for images, a scatter for 2-D points, none for 1200-D vectors
+    sample_image = {"samples.png"} if family != "mlp-1200d" else set()
     assert {p.name for p in tmp_path.iterdir()} == {
         "model_index.json",
         "README.md",
         "generator",
         "reconstructor",
         "discriminator",
+        *sample_image,
     }
     assert (tmp_path / "generator" / "diffusion_pytorch_model.safetensors").is_file()
     # each network also loads on its own, diffusers-style

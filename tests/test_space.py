@@ -8,7 +8,10 @@ The browser test needs Debian's Chromium (`apt-get install -y chromium`) and fai
 """
 
 import importlib.util
+import json
+import math
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -133,6 +136,92 @@ def test_sample_rejects_out_of_range(client, args, message):
     assert message in _error_of(client, *args, api_name="/sample")
 
 
+def _raw_api_error(url: str, body: str, api_name: str) -> str:
+    """The error event of one call to the HTTP API, sent as raw JSON: gradio_client will not encode NaN or inf."""
+    base = url.rstrip("/")
+    response = httpx.post(
+        f"{base}/gradio_api/call{api_name}", content=body, headers={"content-type": "application/json"}
+    )
+    response.raise_for_status()
+    with httpx.stream("GET", f"{base}/gradio_api/call{api_name}/{response.json()['event_id']}", timeout=60) as stream:
+        events = stream.read().decode()
+    assert "event: error" in events, events
+    data = [line[len("data: ") :] for line in events.splitlines() if line.startswith("data: ")]
+    return json.loads(data[-1])["error"]
+
+
+@pytest.mark.parametrize("value", ["3", 2.5, True, "", [1], None])
+@pytest.mark.parametrize("field, position", [("Seed", 0), ("Number of samples", 1)])
+def test_whole_number_fields_refuse_hostile_values_by_name(client, field, position, value):
+    """A string, a fraction or a bool in a whole-number field is refused, never rounded or coerced (2.5 -> 2,
+    True -> 1), with an error that names the field rather than gradio's opaque "verbose error reporting" line."""
+    args = [0, 4, 0.0]
+    args[position] = value
+    message = _error_of(client, *args, api_name="/sample")
+    assert message.startswith(f"{field} must be a whole number"), message
+    assert repr(value) in message and "verbose error reporting" not in message
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_by_name(server, client, value):
+    with pytest.raises(ValueError, match="not JSON compliant"):  # gradio_client refuses to send them at all ...
+        client.predict(value, 4, 0.0, api_name="/sample")
+    token = json.dumps(value)  # NaN, Infinity, -Infinity: what a hand-written request can still send
+    url = server[0]
+    assert _raw_api_error(url, f'{{"data": [{token}, 4, 0.0]}}', "/sample").startswith("Seed must be a whole")
+    assert _raw_api_error(url, f'{{"data": [0, {token}, 0.0]}}', "/sample").startswith("Number of samples must")
+    assert _raw_api_error(url, f'{{"data": [0, 4, {token}]}}', "/sample").startswith("Truncation must be a number")
+    frames = f'{{"data": [0, 1, {token}, null, null, false]}}'
+    assert _raw_api_error(url, frames, "/interpolate").startswith("Frames must be a whole number")
+
+
+def test_other_whole_number_fields_refuse_fractions_and_bools(client, tmp_path):
+    assert "Seed B must be a whole number" in _error_of(client, 0, 2.5, 4, None, None, False, api_name="/interpolate")
+    assert "Frames must be a whole number" in _error_of(client, 0, 1, True, None, None, False, api_name="/interpolate")
+    image = handle_file(_png(tmp_path, "x.png", PIL.Image.new("L", (28, 28))))
+    assert "Refinement steps must be a whole number" in _error_of(client, image, False, 10.5, api_name="/invert")
+    assert "Truncation must be a number" in _error_of(client, 0, 4, "0.5", api_name="/sample")
+    # in-range plain numbers still pass, and gradio's bounds messages now say which field they are about
+    assert "Frames: Value 1 is less than minimum value 2" in _error_of(
+        client, 0, 1, 1, None, None, False, api_name="/interpolate"
+    )
+    assert PIL.Image.open(client.predict(0, 4.0, 0.0, api_name="/sample")).width > 0  # 4.0 is a whole number
+
+
+def test_every_api_output_is_named(client):
+    """`view_api` names every parameter and output of every public endpoint: no `value_31` placeholders."""
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert endpoints
+    for api_name, endpoint in endpoints.items():
+        for item in endpoint["parameters"] + endpoint["returns"]:
+            label = item.get("label")
+            assert label and not re.fullmatch(r"value_\d+", label), (api_name, item)
+    assert [r["label"] for r in endpoints["/invert"]["returns"]] == [
+        "Input x",
+        "G(F(x))",
+        "G(z*), refined",
+        "Latent code F(x)",
+        "Summary",
+        "Details",
+    ]
+
+
+def test_samples_are_shown_when_the_page_opens(server):
+    """A load event fills the Sample output from the inputs' defaults, privately (not a fourth API endpoint)."""
+    demo = server[1]
+    handlers = demo.veegan_handlers
+    sample_click = next(fn for fn in demo.fns.values() if fn.api_name == "sample")
+    on_load = [fn for fn in demo.fns.values() if any(trigger == "load" for _, trigger in fn.targets)]
+    assert len(on_load) == 1, on_load
+    load = on_load[0]
+    assert load.fn == handlers.sample and load.api_visibility == "private"
+    assert load.outputs == sample_click.outputs and load.inputs == sample_click.inputs
+    # what the load event computes from the defaults is a full grid (seed 0, 16 samples, no truncation)
+    defaults = [component.value for component in load.inputs]
+    assert defaults == [0, 16, 0.0]
+    assert handlers.sample(*defaults).width > 4 * 112
+
+
 @pytest.mark.parametrize(
     "name, image",
     [
@@ -223,8 +312,8 @@ def test_vector_model_plots_over_the_true_modes(tmp_path):
     pipe.save_pretrained(tmp_path, dataset_name="ring", metrics={"modes_captured": 8.0})
     handlers = app.build_demo(app.load_pipeline(tmp_path)).veegan_handlers
     assert handlers.mixture is not None and handlers.mixture.means.shape == (8, 2)
-    assert handlers.sample(0, 2048, 1.0).size[0] > 300
-    assert handlers.interpolate(0, 1, 16).size[0] > 300
+    assert min(handlers.sample(0, 2048, 1.0).size) >= 500  # readable at full width
+    assert min(handlers.interpolate(0, 1, 16).size) >= 500
     with pytest.raises(app.gr.Error, match="vectors, not images"):
         handlers.invert(PIL.Image.new("L", (28, 28)), False, 0)
 
@@ -333,7 +422,7 @@ def test_concurrent_clients(server, capsys):
 
 @pytest.mark.slow
 def test_browser_clicks_sample(server):
-    """A real headless Chromium opens the Space, clicks Sample and sees the generated grid."""
+    """A real headless Chromium opens the Space, sees samples without clicking, clicks Sample and sees the grid."""
     if os.environ.get("VEEGAN_SKIP_BROWSER") == "1":
         pytest.skip("VEEGAN_SKIP_BROWSER=1: browser test skipped on request")
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
@@ -352,15 +441,16 @@ def test_browser_clicks_sample(server):
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(server[0], wait_until="domcontentloaded")
             page.get_by_role("heading", name="VEEGAN: sample, invert, interpolate").wait_for(timeout=30_000)
-            page.locator("#sample-output img").wait_for(state="detached", timeout=5_000)  # empty before the click
+            loaded = (
+                "() => { const img = document.querySelector('#sample-output img');"
+                " return img && img.complete && img.naturalWidth > 100 ? img.src : null; }"
+            )
+            # samples are shown when the page opens, before any click
+            page.wait_for_function(loaded, timeout=30_000)
             page.locator("#sample-button").click()
             image = page.locator("#sample-output img")
             image.wait_for(state="visible", timeout=30_000)
-            page.wait_for_function(
-                "() => { const img = document.querySelector('#sample-output img');"
-                " return img && img.complete && img.naturalWidth > 100; }",
-                timeout=30_000,
-            )
+            page.wait_for_function(loaded, timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "space_sample.png"), full_page=True)
         finally:
             browser.close()

@@ -335,7 +335,8 @@ def test_dataset_without_images_and_missing_column(tmp_path, capsys):
     datasets.Dataset.from_dict({"text": ["a"] * 8, "label": [0] * 8}).save_to_disk(str(tmp_path / "text"))
     assert run(*IMAGE_ARGS, "--dataset_name", str(tmp_path / "text"), "--output_dir", str(tmp_path / "o")) == 1
     assert "no image column found in columns ['text', 'label']; pass --image_column NAME" in capsys.readouterr().err
-    assert run(*IMAGE_ARGS, "--dataset_name", str(tmp_path / "text"), "--image_column", "photo") == 1
+    args = ("--dataset_name", str(tmp_path / "text"), "--image_column", "photo", "--output_dir", str(tmp_path / "p"))
+    assert run(*IMAGE_ARGS, *args) == 1
     assert "--image_column 'photo' is not a column" in capsys.readouterr().err
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from .model_card import create_model_card, read_model_card_metadata
 from .modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+from .plotting import save_samples_image
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PIPELINE_CLASS = "VEEGAN"
@@ -287,20 +288,25 @@ class PretrainedIO:
         **kwargs: Any,
     ) -> None:
         r"""
-        Saves `model_index.json`, one folder per network (config.json + safetensors) and a model card `README.md`.
+        Saves `model_index.json`, one folder per network (config.json + safetensors), a model card `README.md` and,
+        for the card, `samples.png`: an 8x8 grid of 64 samples (seed 0) for image models, a scatter plot over the
+        true modes for 2-D vector models (none for other vector models).
 
         Args:
             save_directory (`str` or `os.PathLike`): the folder to write.
-            dataset_name (`str`, *optional*): the training data, for the model card metadata.
+            dataset_name (`str`, *optional*): the training data, for the model card metadata: a built-in dataset, a
+                Hub id or a local folder (the card shows only its last path component).
             metrics (`dict[str, float]`, *optional*): measured evaluation metrics, for the card's model-index.
-            training_config (`dict`, *optional*): the resolved training options, shown in the card.
-            repo_id (`str`, *optional*): the Hub id, used in the card's usage snippet.
+            training_config (`dict`, *optional*): the resolved training options, shown in the card without local paths.
+            repo_id (`str`, *optional*): the Hub id, used in the card's title and usage snippet.
         """
         kwargs.pop("safe_serialization", None)  # safetensors is the only format this package reads
         super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
         for key, value in (("dataset_name", dataset_name), ("metrics", metrics), ("training_config", training_config)):
             if value is not None:
                 self.card_metadata[key] = value
+        # before the card, which embeds the image only if it was written; push_to_hub uploads it with the weights
+        save_samples_image(self, save_directory, self.card_metadata.get("dataset_name"))
         card = create_model_card(self, repo_id=repo_id, save_directory=save_directory, **self.card_metadata)
         card.save(os.path.join(save_directory, "README.md"))
 

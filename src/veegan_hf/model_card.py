@@ -1,6 +1,14 @@
-"""The Hub model card: metadata via `huggingface_hub.ModelCardData`, body from `model_cards/veegan_model_card.md`."""
+"""The Hub model card: metadata via `huggingface_hub.ModelCardData`, body from `model_cards/veegan_model_card.md`.
+
+The card never holds a local filesystem path: a local image folder is named by its last path component, a built-in
+dataset by its description, and the training options shown in the card are scrubbed the same way.
+"""
 
 import json
+import math
+import os
+import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -8,11 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .data import BUILTIN_DATASETS
+from .plotting import GRID_SAMPLES, SCATTER_SAMPLES, is_2d_mixture
+
 if TYPE_CHECKING:
     from .pipeline_veegan import VEEGAN
 
 TEMPLATE_NAME = "veegan_model_card.md"
-# metric key -> (display name, Hub metric type); keys follow metrics.py
+SAMPLES_NAME = "samples.png"  # written beside the weights by save_pretrained, embedded in the card, pushed with it
+# metric key -> (display name, Hub metric type); keys follow metrics.py and evaluation.py
 METRIC_NAMES = {
     "modes_captured": ("Modes captured", "modes_captured"),
     "hq_percent": ("High-quality samples (%)", "hq_percent"),
@@ -21,8 +33,198 @@ METRIC_NAMES = {
     "kl": ("KL(p_gen || p_data)", "kl"),
     "reconstruction_mse": ("Reconstruction MSE G(F(x))", "mse"),
     "ivom": ("IvOM (MSE after optimization)", "mse"),
+    "ivom_from_encoder": ("IvOM from the encoder's code alone (MSE)", "mse"),
     "classifier_accuracy": ("Mode classifier held-out accuracy", "accuracy"),
 }
+# mode counts: their display name says "of how many", taken from `num_modes` or the built-in dataset
+MODE_METRICS = ("modes_captured", "modes_covered")
+# what the metric functions return beside the metrics: sample counts and settings, never listed as metrics
+BOOKKEEPING_KEYS = frozenset(
+    {"num_samples", "num_modes", "ivom_num_restarts", "ivom_num_steps", "ivom_learning_rate", "ivom_num_images"}
+)
+_OUT_OF = re.compile(r"\s*\(of ([\d,]+)\)$")  # " (of 1000)" at the end of a mode metric's display name
+# the card's own metadata key for the training data (the Hub's `datasets` key lists Hub dataset ids only)
+DATASET_KEY = "veegan_dataset"
+LEGACY_DATASET_KEY = "training_dataset"  # written by earlier versions, sometimes with a local path in it
+# options of the training record that name files or folders: only their last component is shown
+PATH_OPTIONS = frozenset(
+    {"output_dir", "train_data_dir", "dataset_name", "cache_dir", "resume_from_checkpoint", "logging_dir"}
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
+# an absolute POSIX, home or Windows path inside a longer string, e.g. "--output_dir /tmp/run" or "x=C:\data\faces";
+# the look-behind skips the "//host/..." of a URL and the second half of a Hub id
+_EMBEDDED_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[/\\][^\s\"'`,;()\[\]{}]+")
+
+
+# ---------------------------------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the card may say about the training data.
+
+    Attributes:
+        source (`str`): `"builtin"`, `"hub"` (an `org/name` Hub dataset id), `"local"` (a folder on the training
+            machine) or `"named"` (any other name, such as a legacy Hub id without an org).
+        name (`str`): the name shown: the built-in key, the Hub id, a local folder's last path component.
+        description (`str`): the built-in dataset's one-line description; empty otherwise.
+    """
+
+    source: str
+    name: str
+    description: str = ""
+
+    @property
+    def phrase(self) -> str:
+        """The data in a sentence: "on `ring` (8 Gaussians ...)", "on a local image folder (`faces`)"."""
+        if self.source == "builtin":
+            return f"`{self.name}` ({self.description})"
+        if self.source == "hub":
+            return f"[`{self.name}`](https://huggingface.co/datasets/{self.name})"
+        if self.source == "local":
+            return f"a local image folder (`{self.name}`)"
+        return f"`{self.name}`"
+
+    @property
+    def short(self) -> str:
+        """The data in a title: the built-in description, or the name."""
+        if self.source == "builtin":
+            return self.description
+        if self.source == "local":
+            return f"a local image folder ({self.name})"
+        return self.name
+
+    @property
+    def dataset_name(self) -> str:
+        """The value `read_model_card_metadata` hands back: a local folder stays recognisably local ("./faces"), so
+        that a re-save neither calls it a Hub dataset nor mistakes a folder named "mnist" for the built-in one."""
+        return f"./{self.name}" if self.source == "local" else self.name
+
+
+def _last_component(path: str) -> str:
+    """`/tmp/run/faces/` -> `faces`; POSIX and Windows separators both count."""
+    parts = [part for part in re.split(r"[/\\]+", path.strip()) if part]
+    return parts[-1] if parts else ""
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for what can only be a filesystem path: absolute, home-relative, explicitly relative, or 2+ separators."""
+    return (
+        text.startswith(("/", "\\", "~", "./", "../", ".\\", "..\\"))
+        or bool(re.match(r"^[A-Za-z]:[/\\]", text))
+        or "\\" in text
+        or text.count("/") > 1
+    )
+
+
+def describe_dataset(dataset_name: str | None) -> DatasetInfo | None:
+    r"""
+    Classifies the training data named by `dataset_name`, as the card shows it.
+
+    Args:
+        dataset_name (`str`, *optional*): a built-in dataset (`veegan_hf.data.BUILTIN_DATASETS`), a Hub dataset id
+            (`org/name`), or a local folder (the `--train_data_dir` of a run).
+
+    Returns:
+        `DatasetInfo` or `None`: `None` when no dataset is named.
+    """
+    if dataset_name is None or not str(dataset_name).strip():
+        return None
+    text = str(dataset_name).strip()
+    if text in BUILTIN_DATASETS:
+        return DatasetInfo("builtin", text, BUILTIN_DATASETS[text].description)
+    # an existing folder wins over the Hub: training read the data from it
+    if _looks_like_path(text) or Path(text).expanduser().exists():
+        return DatasetInfo("local", _last_component(text) or "data")
+    if _HUB_ID.match(text):
+        return DatasetInfo("hub", text)
+    return DatasetInfo("named", text)
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+
+def _num_modes(metrics: dict[str, Any], dataset: DatasetInfo | None) -> int | None:
+    """How many modes the mode metrics count: the recorded `num_modes`, else the built-in dataset's."""
+    recorded = metrics.get("num_modes")
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and math.isfinite(recorded):
+        return int(recorded)
+    if dataset is not None and dataset.source == "builtin":
+        return BUILTIN_DATASETS[dataset.name].num_modes
+    return None
+
+
+def metric_display_name(key: str, num_modes: int | None = None) -> str:
+    """The card's name of metric `key`, e.g. "Modes covered (of 10)" for a digit model."""
+    name = METRIC_NAMES.get(key, (key,))[0]
+    return f"{name} (of {num_modes})" if key in MODE_METRICS and num_modes else name
+
+
+def _card_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
+    """The numbers worth listing: bookkeeping keys, namespaced training stats ("train/...") and non-numbers dropped."""
+    return {
+        key: float(value)
+        for key, value in (metrics or {}).items()
+        if key not in BOOKKEEPING_KEYS
+        and "/" not in key
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)  # a flag is not a measurement
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- scrubbing
+
+
+def _scrub_text(text: str) -> str:
+    """Every absolute path inside `text` replaced by its last component."""
+    return _EMBEDDED_PATH.sub(lambda match: _last_component(match.group(0)) or match.group(0), text)
+
+
+def _scrub_command(command: str) -> str:
+    """A command line with every path reduced to its last component, relative ones after path options included."""
+    tokens, previous = [], ""
+    for token in command.split(" "):
+        flag, sep, value = token.partition("=")
+        if sep and flag.lstrip("-") in PATH_OPTIONS:  # --output_dir=runs/ring
+            token = f"{flag}={scrub_option(flag.lstrip('-'), value)}"
+        elif previous.lstrip("-") in PATH_OPTIONS and not token.startswith("-"):  # --output_dir runs/ring
+            token = scrub_option(previous.lstrip("-"), token)
+        tokens.append(_scrub_text(token))
+        previous = token if token.startswith("--") else ""
+    return " ".join(tokens)
+
+
+def scrub_option(key: str, value: Any) -> Any:
+    r"""
+    One training option as the card may show it: no local filesystem path survives.
+
+    Args:
+        key (`str`): the option's name; path options (`PATH_OPTIONS`) keep only their last path component, a
+            `dataset_name` keeps a Hub id and loses a local folder's parent path.
+        value (`Any`): the option's value; dicts and lists are scrubbed item by item.
+
+    Returns:
+        `Any`: the value, with every path reduced to its last component.
+    """
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, dict):
+        return {k: scrub_option(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_option(key, v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if key == "command":
+        return _scrub_command(value)
+    if key == "dataset_name":
+        info = describe_dataset(value)
+        return info.name if info is not None else value
+    if key in PATH_OPTIONS and ("/" in value or "\\" in value):
+        return _last_component(value)
+    return _scrub_text(value)
+
+
+# ---------------------------------------------------------------------------------------------------- the card
 
 
 def _template() -> Template:
@@ -32,6 +234,25 @@ def _template() -> Template:
         return Template(packaged.read_text(encoding="utf-8"))
     source = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
     return Template(source.read_text(encoding="utf-8"))
+
+
+def _dataset_record(dataset: DatasetInfo) -> dict[str, str]:
+    """The `veegan_dataset` metadata: where the data came from and its name, which the loader reads back."""
+    record = {"source": dataset.source, "name": dataset.name}
+    if dataset.description:
+        record["description"] = dataset.description
+    return record
+
+
+def _title(repo_id: str | None, dataset: DatasetInfo | None, kind: str) -> str:
+    """ "veegan-ring" or "VEEGAN: ring-model" from a repo id, else "VEEGAN on MNIST digits", else the model kind."""
+    repo_name = (repo_id or "").strip("/").split("/")[-1]
+    if repo_name:
+        # a repo called veegan-* already says what it is; "VEEGAN: veegan-ring" would say it twice
+        return repo_name if "veegan" in repo_name.lower() else f"VEEGAN: {repo_name}"
+    if dataset is not None:
+        return f"VEEGAN on {dataset.short}"
+    return f"VEEGAN {kind}"
 
 
 def create_model_card(
@@ -47,43 +268,55 @@ def create_model_card(
 
     Args:
         pipeline (`VEEGAN`): the model to describe; its network configs fill the architecture table.
-        repo_id (`str`, *optional*): the Hub id shown in the usage snippet; a placeholder when unknown.
-        save_directory (`str` or `Path`, *optional*): names the model in the card when there is no `repo_id`.
-        dataset_name (`str`, *optional*): the training data, recorded under `datasets` when it is a Hub id.
-        metrics (`dict[str, float]`, *optional*): measured metrics; they fill the evaluation table and the model-index.
-        training_config (`dict`, *optional*): the resolved training options, shown in a collapsible section.
+        repo_id (`str`, *optional*): the Hub id, shown in the title and the usage snippet; a placeholder when unknown.
+        save_directory (`str` or `Path`, *optional*): the folder the card is written to; its `samples.png`, when
+            present, is embedded in the card. Its path is never written into the card.
+        dataset_name (`str`, *optional*): the training data: a built-in dataset, a Hub id (also listed under
+            `datasets`) or a local folder (shown by its last path component only).
+        metrics (`dict[str, float]`, *optional*): measured metrics; they fill the evaluation table and the
+            model-index. `num_modes` says what the mode counts are out of; it and the other bookkeeping keys
+            (`BOOKKEEPING_KEYS`) are not listed as metrics.
+        training_config (`dict`, *optional*): the resolved training options, shown in a collapsible section with
+            every local path reduced to its last component.
 
     Returns:
         `huggingface_hub.ModelCard`: YAML metadata (library_name, tags, datasets, model-index) and a Markdown body.
     """
     is_image = pipeline.is_image_model
-    task = "unconditional-image-generation" if is_image else "tabular-to-tabular"
-    model_name = (repo_id or "").split("/")[-1] or (Path(save_directory).name if save_directory else "veegan")
-    metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
-    is_hub_dataset = bool(dataset_name) and "/" in dataset_name and not Path(dataset_name).exists()
+    g = pipeline.generator.config
+    kind = f"{g.image_size}x{g.image_size} image model" if is_image else f"{g.data_dim}-D vector model"
+    # vectors have no Hub pipeline task: claiming one (e.g. tabular-to-tabular) would file the model under it
+    task = "unconditional-image-generation" if is_image else "unconditional-generation"
+    tags = ["veegan", "gan", "mode-collapse", "diffusers"]
+    tags += ["unconditional-image-generation"] if is_image else ["unconditional-generation", "synthetic-data"]
+    dataset = describe_dataset(dataset_name)
+    title = _title(repo_id, dataset, kind)
+    num_modes = _num_modes(metrics or {}, dataset)
+    shown = _card_metrics(metrics)
     eval_results = [
         EvalResult(
             task_type=task,
-            dataset_type=dataset_name or "unknown",
-            dataset_name=dataset_name or "unknown",
+            dataset_type=dataset.name if dataset is not None else "unknown",
+            dataset_name=dataset.short if dataset is not None else "unknown",
             metric_type=METRIC_NAMES.get(key, (key, key))[1],
-            metric_name=METRIC_NAMES.get(key, (key, key))[0],
+            metric_name=metric_display_name(key, num_modes),
             metric_value=value,
         )
-        for key, value in metrics.items()
+        for key, value in shown.items()
+        if math.isfinite(value)  # NaN and inf stay in the table below; the Hub's model-index wants numbers
     ]
     card_data = ModelCardData(
         library_name="veegan-hf",
         license="mit",
-        tags=["veegan", "gan", task, "mode-collapse", "diffusers"],
+        tags=tags,
         pipeline_tag="unconditional-image-generation" if is_image else None,
-        datasets=[dataset_name] if is_hub_dataset else None,
-        model_name=model_name,
+        datasets=[dataset.name] if dataset is not None and dataset.source == "hub" else None,
+        model_name=title,
         eval_results=eval_results or None,
-        training_dataset=dataset_name,  # also local and built-in names, which `datasets` may not list
+        **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
     )
-    if metrics:
-        rows = "\n".join(f"| {METRIC_NAMES.get(k, (k,))[0]} | {v:.6g} |" for k, v in metrics.items())
+    if shown:
+        rows = "\n".join(f"| {metric_display_name(k, num_modes)} | {v:.6g} |" for k, v in shown.items())
         metrics_table = f"| metric | value |\n|---|---|\n{rows}"
     else:
         metrics_table = "No evaluation was recorded for this model."
@@ -94,16 +327,26 @@ def create_model_card(
     )
     training_section = ""
     if training_config:
-        options = json.dumps(training_config, indent=2, sort_keys=True, default=str)
+        scrubbed = {key: scrub_option(str(key), value) for key, value in training_config.items()}
+        options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: _scrub_text(str(v)))
         training_section = (
             "## Training\n\n<details><summary>Resolved training options</summary>\n\n"
             f"```json\n{options}\n```\n</details>"
         )
-    g = pipeline.generator.config
+    samples_section = ""
+    if save_directory is not None and (Path(save_directory) / SAMPLES_NAME).is_file():
+        what = (
+            f"{GRID_SAMPLES} samples, seed 0"
+            if is_image
+            else f"{SCATTER_SAMPLES:,} samples, seed 0"
+            + (" (red crosses: the true modes)" if is_2d_mixture(dataset_name) else "")
+        )
+        samples_section = f"![samples]({SAMPLES_NAME})\n\n*{what}.*\n\n"
     body = _template().substitute(
-        title=model_name,
-        kind=f"{g.image_size}x{g.image_size} image model" if is_image else f"{g.data_dim}-D vector model",
-        dataset_phrase=f" on `{dataset_name}`" if dataset_name else "",
+        title=title,
+        kind=kind,
+        dataset_phrase=f" on {dataset.phrase}" if dataset is not None else "",
+        samples_section=samples_section,
         repo_id=repo_id or "path/to/this/model",
         output_type_arg="" if is_image else ', output_type="pt"',
         usage_tail=(
@@ -120,7 +363,12 @@ def create_model_card(
 
 
 def read_model_card_metadata(path: Path) -> dict[str, Any]:
-    """The dataset and metrics recorded in an existing card, so that a re-save or a push keeps them."""
+    """The dataset and metrics recorded in an existing card, so that a re-save or a push keeps them.
+
+    Reads the cards of this version (`veegan_dataset`, then `datasets`) and of earlier ones (`training_dataset`).
+    Metric names map back to their keys, with any "(of N)" suffix removed; N comes back as `num_modes` only when
+    the dataset does not already say it (a built-in dataset knows its modes).
+    """
     if not path.is_file():
         return {}
     try:
@@ -128,10 +376,25 @@ def read_model_card_metadata(path: Path) -> dict[str, Any]:
     except Exception:  # a hand-edited card that no longer parses must not block loading the weights
         return {}
     metadata: dict[str, Any] = {}
-    dataset_name = data.get("training_dataset") or (data.datasets or [None])[0]
+    dataset_name = None
+    recorded = data.get(DATASET_KEY)
+    if isinstance(recorded, dict) and isinstance(recorded.get("name"), str) and recorded["name"]:
+        source = recorded.get("source")
+        dataset_name = DatasetInfo(source if isinstance(source, str) else "named", recorded["name"]).dataset_name
+    dataset_name = dataset_name or data.get(LEGACY_DATASET_KEY) or (data.datasets or [None])[0]
     if dataset_name:
         metadata["dataset_name"] = dataset_name
     if data.eval_results:
         by_name = {display: key for key, (display, _) in METRIC_NAMES.items()}
-        metadata["metrics"] = {by_name.get(r.metric_name, r.metric_name): r.metric_value for r in data.eval_results}
+        metrics: dict[str, Any] = {}
+        out_of = None
+        for result in data.eval_results:
+            name = result.metric_name or result.metric_type
+            match = _OUT_OF.search(name)
+            if match:
+                name, out_of = name[: match.start()], int(match.group(1).replace(",", ""))
+            metrics[by_name.get(name, name)] = result.metric_value
+        if out_of is not None and str(dataset_name) not in BUILTIN_DATASETS:
+            metrics["num_modes"] = out_of
+        metadata["metrics"] = metrics
     return metadata

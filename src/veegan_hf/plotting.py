@@ -1,10 +1,21 @@
-"""Figures: sample grids for images, scatter plots over the true modes for 2-D data. matplotlib is imported lazily."""
+"""Figures: sample grids for images, scatter plots over the true modes for 2-D data, and the model card's sample image.
+matplotlib is imported lazily, and never through pyplot."""
 
+import logging
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
 import torch
+
+from .data import BUILTIN_DATASETS
+
+if TYPE_CHECKING:
+    from .pipeline_veegan import VEEGAN
+
+logger = logging.getLogger(__name__)
 
 
 def image_grid(
@@ -42,42 +53,103 @@ def scatter_over_modes(
     title: str = "",
     path: str | Path | None = None,
     ax=None,
+    size_inches: float = 4.0,
 ):
     r"""
     A 2-D scatter of samples (blue) over the true mode means (red crosses), as in the paper's Figure 2.
 
+    Drawn on a pyplot-free `matplotlib.figure.Figure`: nothing changes the caller's backend or open figures (in a
+    notebook, `matplotlib.use("Agg")` would close them all), and nothing needs closing.
+
     Args:
         samples (`torch.Tensor` of shape `(N, 2)`): the samples; higher-dimensional ones are shown by their first
             two coordinates.
-        means (`torch.Tensor` of shape `(num_modes, 2)`, *optional*): the mixture means.
+        means (`torch.Tensor` of shape `(num_modes, 2)`, *optional*): the mixture means; without them the view is a
+            square around the bulk of the samples, so that far outliers do not shrink everything else to a dot.
         title (`str`, *optional*): the panel title.
         path (`str` or `Path`, *optional*): save the figure here (PNG).
         ax (`matplotlib.axes.Axes`, *optional*): draw into this axes instead of a new figure.
+        size_inches (`float`, *optional*, defaults to 4.0): the side of a new figure, at 100 dpi.
 
     Returns:
         The matplotlib figure.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display on servers
-    import matplotlib.pyplot as plt
-
-    fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        ax = Figure(figsize=(size_inches, size_inches), dpi=100).add_subplot()
     xy = samples[:, :2].float().cpu().numpy()
-    ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color="#1f77b4", linewidths=0)
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color="#1f77b4", linewidths=0, label="samples")
     if means is not None:
         m = means[:, :2].float().cpu().numpy()
-        ax.scatter(m[:, 0], m[:, 1], marker="x", s=30, color="#d62728", linewidths=1.2)
-        span = np.abs(m).max() * 1.35 + 0.5
-        ax.set_xlim(-span, span)
-        ax.set_ylim(-span, span)
+        ax.scatter(m[:, 0], m[:, 1], marker="x", s=30, color="#d62728", linewidths=1.2, label="true modes")
+        span = float(np.abs(m).max()) * 1.35 + 0.5
+    else:
+        finite = xy[np.isfinite(xy).all(axis=1)]
+        span = float(np.quantile(np.abs(finite), 0.995)) * 1.2 + 1e-3 if finite.size else 1.0
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
-    fig = fig or ax.figure
     if path is not None:
-        fig.savefig(path, bbox_inches="tight")
-        plt.close(fig)
-    return fig
+        ax.figure.savefig(path, bbox_inches="tight")
+    return ax.figure
+
+
+# the card's sample image: a grid of 64 for image models, 2,500 points (the 2-D protocol's count) for 2-D ones
+GRID_COLUMNS = 8
+GRID_SAMPLES = GRID_COLUMNS * GRID_COLUMNS
+GRID_MIN_WIDTH = 512  # pixels: 28-px digits are enlarged to stay visible on the Hub page
+SCATTER_SAMPLES = 2500
+
+
+def save_samples_image(pipeline: "VEEGAN", save_directory: str | Path, dataset_name: str | None = None) -> Path | None:
+    r"""
+    Writes `samples.png` for the model card: an 8x8 grid of seeded samples for image models, a scatter plot over the
+    true modes for 2-D vector models. Other vector models get no image (and lose a stale one).
+
+    Args:
+        pipeline (`VEEGAN`): the model to sample from; its weights and the global RNG are left untouched.
+        save_directory (`str` or `Path`): the folder to write `samples.png` into.
+        dataset_name (`str`, *optional*): the training data; a built-in 2-D mixture adds its true means to the plot.
+
+    Returns:
+        `Path` or `None`: the file written, or `None` when there is no image for this model.
+    """
+    from .evaluation import draw_samples  # imported here: evaluation imports the pipeline, which imports this module
+    from .model_card import SAMPLES_NAME
+
+    path = Path(save_directory) / SAMPLES_NAME
+    is_image = pipeline.is_image_model
+    if not is_image and pipeline.generator.config.data_dim != 2:
+        path.unlink(missing_ok=True)  # an image left by another model in this folder would be shown as this one's
+        return None
+    try:
+        samples = draw_samples(pipeline, GRID_SAMPLES if is_image else SCATTER_SAMPLES, seed=0)
+    except ValueError as err:  # e.g. non-finite output: the weights are still worth saving, without a picture
+        logger.warning("samples.png was not written: %s", err)
+        path.unlink(missing_ok=True)
+        return None
+    if is_image:
+        size = pipeline.generator.config.image_size
+        scale = max(1, math.ceil(GRID_MIN_WIDTH / (GRID_COLUMNS * size)))
+        image_grid(samples, num_columns=GRID_COLUMNS, scale=scale).save(path)
+        return path
+    title = f"{samples.shape[0]:,} samples (seed 0)"
+    scatter_over_modes(samples, _mixture_means(dataset_name), title=title, path=path, size_inches=6.0)
+    return path
+
+
+def is_2d_mixture(dataset_name: str | None) -> bool:
+    spec = BUILTIN_DATASETS.get(str(dataset_name)) if dataset_name else None
+    return spec is not None and spec.kind == "mixture" and spec.data_dim == 2
+
+
+def _mixture_means(dataset_name: str | None) -> Any:
+    """The true means of a built-in 2-D mixture, else None."""
+    if not is_2d_mixture(dataset_name):
+        return None
+    from .data import get_mixture
+
+    return get_mixture(str(dataset_name)).means

@@ -128,6 +128,7 @@ class OutputLock:
 
     def __exit__(self, *exc: Any) -> None:
         if self.handle is not None:
+            self.path.unlink(missing_ok=True)  # while still held: no other job can have taken it in between
             self.handle.close()
 
 
