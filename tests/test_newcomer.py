@@ -87,3 +87,24 @@ def test_a_custom_imagefolder_trains_a_grayscale_model(workspace):
     assert (config["preset"], config["num_channels"], config["image_column"]) == ("image", 1, "image")
     assert config["learning_rate"] == 2e-4 and config["adversarial_loss"] == "non_saturating"  # image defaults
     assert "Training finished" in result.stderr and "tensorboard --logdir" in result.stderr
+
+
+def test_a_push_to_the_hub_carries_a_card_worth_reading(workspace):
+    from huggingface_hub import ModelCard
+
+    from tests.hub_server import FakeHub
+
+    cmd = [*LAUNCH, TRAIN, "--max_train_steps", "20", "--output_dir", str(workspace / "pushed-run")]
+    cmd += ["--push_to_hub", "--hub_model_id", "newcomer/veegan-ring", "--hub_token", "hf_test"]
+    with FakeHub() as server:
+        env = {**_env(), "HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        result = subprocess.run(cmd, cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = server.files("newcomer/veegan-ring")
+    assert {"model_index.json", "README.md", "samples.png", "generator/config.json"} <= set(files)
+    text = files["README.md"].decode()
+    card = ModelCard(text)
+    assert card.data.library_name == "veegan-hf" and "veegan" in card.data.tags
+    assert str(workspace) not in text and "/tmp/" not in text  # no local path reaches the Hub
+    assert "![samples](samples.png)" in text and "VEEGAN: veegan" not in text
+    assert "pushed" in result.stderr  # the end-of-run summary says where it went
