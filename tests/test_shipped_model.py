@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from huggingface_hub import ModelCard
 
@@ -28,8 +29,24 @@ def test_shipped_card_carries_the_recorded_evaluation():
     recorded = json.loads((SHIPPED / "metrics.json").read_text())["evaluation"]
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert values["KL(p_gen || p_data)"] == recorded["kl"]
+    assert values["Smallest mode's share of the samples"] == recorded["digit_share_min"]
     assert recorded["modes_covered"] == recorded["num_modes"] == 10
     assert card.data.library_name == "veegan-hf" and "veegan" in card.data.tags
+    assert (SHIPPED / "samples.png").is_file() and "![samples](samples.png)" in card.text
+
+
+def test_shipped_model_is_balanced_as_recorded():
+    """The digit histogram is measured again here: every digit, KL to uniform at most 0.10, no digit under 5%."""
+    from benchmarks.ship_digit_model import NUM_SAMPLES, SEED, digit_shares
+    from veegan_hf.evaluation import evaluate
+
+    pipe = VEEGAN.from_pretrained(SHIPPED)
+    record = json.loads((SHIPPED / "metrics.json").read_text())
+    evaluation = evaluate(pipe, "mnist", num_samples=NUM_SAMPLES, seed=SEED)
+    assert evaluation["kl"] == pytest.approx(record["evaluation"]["kl"], rel=1e-9)
+    shares = digit_shares(pipe)
+    assert shares == pytest.approx(record["digit_shares"])
+    assert evaluation["modes_covered"] == 10 and evaluation["kl"] <= 0.10 and min(shares) >= 0.05
 
 
 def test_space_defaults_to_the_shipped_model():

@@ -1,8 +1,5 @@
 """The Hub model card: metadata via `huggingface_hub.ModelCardData`, body from `model_cards/veegan_model_card.md`.
-
-The card never holds a local filesystem path: a local image folder is named by its last path component, a built-in
-dataset by its description, and the training options shown in the card are scrubbed the same way.
-"""
+It never holds a local path: a local folder is named by its last component, a built-in dataset by its description."""
 
 import json
 import math
@@ -35,6 +32,8 @@ METRIC_NAMES = {
     "ivom": ("IvOM (MSE after optimization)", "mse"),
     "ivom_from_encoder": ("IvOM from the encoder's code alone (MSE)", "mse"),
     "classifier_accuracy": ("Mode classifier held-out accuracy", "accuracy"),
+    "digit_share_min": ("Smallest mode's share of the samples", "share"),
+    "digit_share_max": ("Largest mode's share of the samples", "share"),
 }
 # mode counts: their display name says "of how many", taken from `num_modes` or the built-in dataset
 MODE_METRICS = ("modes_captured", "modes_covered")
