@@ -4,25 +4,20 @@
     python benchmarks/table2.py --rows all --device cuda --jobs 15  # every recipe variant too (the GPU run)
     python benchmarks/table2.py --smoke                          # 1 seed, 10 steps, batch 16: what CI runs
 
-Every row trains with `veegan_hf.training` on the `stacked_mnist` preset, so the conv networks, batch,
-steps and optimizer are shared. A row is an objective plus the recipe levers it was given (`ROWS`): DCGAN is
-`--objective gan` on these networks, and a lever such as spectral norm on D is tried on every objective that can use
-it. Each run is scored by the protocol of benchmarks/BENCHMARKS.md:
+Every row trains with `veegan_hf.training` on the `stacked_mnist` preset: shared conv networks, batch, steps and
+optimizer. A row is an objective plus the recipe levers it was given (`ROWS`): DCGAN is `--objective gan` on these
+networks, and a lever such as spectral norm on D is tried on every objective that can use it. Scoring (BENCHMARKS.md):
 - `evaluate(pipe, "stacked_mnist")`: 26,000 samples labelled by the shipped classifier, modes covered out of 1000 and
   KL(p_gen ‖ p_data), with the classifier's held-out accuracy beside them;
 - `inversion_metrics`: IvOM and the amortized G(F(x)) error on 64 stacked images built from the classifier's
   held-out digits (never seen by any GAN), the same images, seeds and optimizer budget for every method.
-The table also scores real stacked digits by the same protocol (the data row: what a perfect generator gets), and
-quotes the paper's rows and the best published result.
+It also scores real stacked digits (the data row) and quotes the paper's rows and the best published result.
 
-Runs go in parallel, one process and one thread per run. The results carry the commit, the wall time, the device
-and the command: `benchmarks/results/table2{tag}.{json,md}` and an 8x8 sample grid per row,
-`table2{tag}_<row>.png` (first seed). `--start_within S` skips runs that could not start within S seconds, and
-`--train_within S` stops every run's training S seconds after the table started; a row cut short says how many
-steps it trained.
-
-A long run survives interruption. Rerun the same command with the same `--work_dir DIR`, and it trains
-only the missing runs. A finished run is reused only if it came from the same commit of a clean tree.
+Runs go in parallel, one process and one thread each. `benchmarks/results/table2{tag}.{json,md}` carry the commit,
+wall time, device and command, beside an 8x8 sample grid per row (`table2{tag}_<row>.png`, first seed).
+`--start_within S` skips runs not started within S seconds and `--train_within S` stops all training S seconds after
+the start; a row cut short says how many steps it trained. Rerun with the same `--work_dir` to train only the missing
+runs; a finished run is reused only if it came from the same commit of a clean tree.
 """
 
 import argparse

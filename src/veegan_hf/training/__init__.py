@@ -4,7 +4,8 @@ The only user of Accelerate in the package. `veegan_hf.train` (and the repositor
 command-line entry; code calls `train(parse_config([...]))` or `train(TrainingConfig(...))` directly.
 """
 
-from .config import ConfigError, TrainingConfig, load_preset, parse_config, preset_names
+from .arguments import load_preset, parse_config, preset_names
+from .config import ConfigError, TrainingConfig
 from .loop import NonFiniteLossError, TrainResult, train
 
 __all__ = [

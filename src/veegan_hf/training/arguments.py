@@ -1,0 +1,111 @@
+"""From a preset and the command line to a validated `TrainingConfig`.
+
+Defaults <- a preset (`--config NAME` or a YAML path) <- command-line flags. A built-in dataset brings its own tuned
+preset, and image data without a preset gets the `image` preset, so `train.py --train_data_dir photos/` starts from
+values that fit images. The presets ship inside the package (`veegan_hf/training/configs/*.yaml`). Flags are never
+abbreviated, and a mistyped one is answered with the nearest valid name.
+"""
+
+import argparse
+import difflib
+import sys
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..data import BUILTIN_DATASETS
+from .config import FIELD_TYPES, ConfigError, TrainingConfig, base_type, coerce, fields, validate
+
+PRESET_PACKAGE = "veegan_hf.training.configs"
+IMAGE_PRESET = "image"  # the defaults for image data that names no preset
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """Reads a YAML preset: a shipped preset's name (`grid`) or a path to a file of option: value lines."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        if str(name_or_path) not in preset_names():
+            raise ConfigError(f"--config {name_or_path} is not a preset or a file; presets: {preset_names()}.")
+        text = resources.files(PRESET_PACKAGE).joinpath(f"{name_or_path}.yaml").read_bytes()
+    elif not path.is_file():
+        raise ConfigError(f"--config {path} does not exist; presets: {preset_names()}.")
+    else:
+        text = path.read_bytes()
+    try:
+        raw = yaml.safe_load(text.decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {name_or_path} is not UTF-8 text ({err.reason} at byte {err.start}).") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config {name_or_path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {name_or_path} must be a mapping of option: value.")
+    unknown = sorted(str(k) for k in set(raw) - set(fields()))
+    if unknown:
+        raise ConfigError(f"--config {name_or_path}: unknown options {unknown}; `train.py --help` lists the options.")
+    return {k: coerce(k, v, str(name_or_path)) for k, v in raw.items()}
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations, and one line per error, with the nearest valid flag for a typo."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            valid = [f"--{name}" for name in fields()] + ["--config"]
+            hints = [
+                f"{flag} (did you mean {m[0]}?)" for flag in flags if (m := difflib.get_close_matches(flag, valid, 1))
+            ]
+            if hints:
+                message = "unrecognized arguments: " + ", ".join(hints)
+        raise ConfigError(f"{message}. `--help` lists the options.")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--learning_rate -1e-5` -> `--learning_rate=-1e-5`: argparse would read a value that starts with '-' as an
+    unknown option, and the error would not name the flag it was given to."""
+    options = {f"--{name}" for name in fields()} | {"--config"}
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in options and token.startswith("-") and not token.startswith("--"):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def parse_config(argv: list[str] | None = None) -> TrainingConfig:
+    """Defaults <- the preset <- command-line flags, validated."""
+    parser = _Parser(
+        prog="train.py",
+        description="Train VEEGAN with Accelerate.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # `--max_train_step 5` must not quietly mean --max_train_steps
+    )
+    parser.add_argument(
+        "--config", dest="preset", default=None, help=f"a preset ({', '.join(preset_names())}) or a YAML path"
+    )
+    for name, f in fields().items():
+        if base_type(FIELD_TYPES[name]) is bool:  # `--use_ema` alone means true; `--use_ema false` turns it off
+            parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=f"(default: {f.default})")
+        else:
+            parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    given = {
+        name: coerce(name, getattr(args, name), "command line") for name in fields() if getattr(args, name) is not None
+    }
+    dataset = given.get(
+        "dataset_name", None if args.preset or "train_data_dir" in given else TrainingConfig.dataset_name
+    )
+    # a built-in dataset brings its tuned preset unless --config names another; image data gets the image preset
+    preset = args.preset or (dataset if dataset in BUILTIN_DATASETS else IMAGE_PRESET)
+    values = {**load_preset(preset), **given, "preset": preset}
+    config = TrainingConfig(**values)
+    validate(config)
+    return config
