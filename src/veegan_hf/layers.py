@@ -14,7 +14,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "silu")
 
 
 # Bounds that no sane model exceeds, checked before any tensor is made: a config asking for terabytes fails here.
-_INT_LIMITS = {
+SIZE_LIMITS = {
     "latent_dim": (1, 4096),
     "data_dim": (1, 65536),
     "hidden_dim": (1, 8192),
@@ -38,11 +38,11 @@ def check_config(
     """Types, choices and bounds of a network's config, with errors that name the key and its limits."""
     if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
         raise ValueError(f"architecture={architecture!r} is not supported; use one of {ARCHITECTURES}.")
-    ints = {"latent_dim": latent_dim, **{k: v for k, v in sizes.items() if k in _INT_LIMITS}}
+    ints = {"latent_dim": latent_dim, **{k: v for k, v in sizes.items() if k in SIZE_LIMITS}}
     if architecture == "mlp" or data_dim is not None:
         ints["data_dim"] = data_dim
     for key, value in ints.items():
-        low, high = _INT_LIMITS[key]
+        low, high = SIZE_LIMITS[key]
         low = 0 if key == "latent_dim" and allow_zero_latent else low
         if value is None:
             raise ValueError(f"{key}=None: architecture={architecture!r} needs an int in [{low}, {high}].")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import BUILTIN_DATASETS
+from ..layers import SIZE_LIMITS
 from ..objectives import OBJECTIVES
 
 
@@ -129,22 +130,18 @@ _CHOICES = {
     "resolution": (None, 28, 32, 64),
 }
 # (low, high) for every number; None bounds are open. Upper bounds are what no sane run exceeds: a typo of 10**9
-# fails here instead of allocating terabytes.
+# fails here instead of allocating terabytes. Network sizes take the networks' own limits (`layers.SIZE_LIMITS`).
 _BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "latent_dim": (1, 4096),
-    "hidden_dim": (1, 8192),
-    "num_hidden_layers": (0, 32),
-    "discriminator_hidden_dim": (1, 8192),
-    "discriminator_num_hidden_layers": (1, 32),
-    "base_channels": (1, 512),
-    "discriminator_base_channels": (1, 512),
-    "extra_noise_dim": (0, 4096),
+    **{name: SIZE_LIMITS[name] for name in ("latent_dim", "hidden_dim", "num_hidden_layers", "base_channels")},
+    **{name: SIZE_LIMITS[name] for name in ("extra_noise_dim", "pack_size")},
+    "discriminator_hidden_dim": SIZE_LIMITS["hidden_dim"],
+    "discriminator_num_hidden_layers": (1, SIZE_LIMITS["num_hidden_layers"][1]),
+    "discriminator_base_channels": SIZE_LIMITS["base_channels"],
+    "joint_pack_size": SIZE_LIMITS["pack_size"],
     "reconstructor_noise_std": (0, 100),
     "discriminator_sample_scale": (1e-6, 1e6),
     "r1_weight": (0, None),
     "reconstruction_weight": (0, None),
-    "pack_size": (1, 64),
-    "joint_pack_size": (1, 64),
     "unrolled_steps": (1, 100),
     "train_batch_size": (1, 1 << 20),
     "max_train_steps": (1, 1 << 40),
