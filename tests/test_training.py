@@ -542,12 +542,16 @@ def test_table1_smoke(tmp_path):
     )
     payload = json.loads((tmp_path / "table1_smoke.json").read_text())
     assert len(payload["runs"]) == len(table1.METHODS) * len(table1.DATASETS)
-    assert set(payload["summary"]) == set(table1.METHODS)
+    assert set(payload["summary"]) == {*table1.METHODS, table1.DATA_ROW}
+    for dataset in table1.DATASETS:  # the data row is what a perfect generator scores: every mode, ~98.9% HQ in 2-D
+        cell = payload["summary"][table1.DATA_ROW][dataset]
+        assert cell["modes_captured"]["mean"] == cell["num_modes"] and cell["hq_percent"]["mean"] > 97, dataset
     assert payload["meta"]["commit"] and payload["meta"]["cpu"]
     for dataset in table1.DATASETS:
         assert (tmp_path / f"table1_smoke_{dataset}.png").is_file()
     markdown = (tmp_path / "table1_smoke.md").read_text()
     assert "VEEGAN (ours)" in markdown and "(paper's Table 1)" in markdown
+    assert "| PacGAN3 (PacGAN's runs) | 7.8 | 97.7 |" in markdown  # the best published rows sit beside the paper's
 
 
 def test_table1_resumes_only_runs_of_the_same_clean_commit(tmp_path, monkeypatch):
@@ -602,3 +606,20 @@ def test_push_to_hub_from_training(tmp_path, fake_hub):
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"value: {float(metrics['hq_percent'])}" in card and 'from_pretrained("org/veegan-ring")' in card
     assert "secret" not in card and "secret" not in (out / "training_config.json").read_text()
+
+
+def test_table1_render_adds_the_data_row_to_finished_runs(tmp_path):
+    """`--render` rebuilds a committed table with the data and published rows, training nothing."""
+    from benchmarks import table1
+
+    source = REPO / "benchmarks" / "results" / "table1.json"
+    assert table1.main(["--render", str(source), "--results_dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "table1.json").read_text())
+    before = json.loads(source.read_text())
+    assert payload["runs"] == before["runs"] and payload["meta"]["commit"] == before["meta"]["commit"]
+    assert payload["meta"]["rendered"]["commit"]
+    data = payload["summary"][table1.DATA_ROW]
+    assert data["ring"]["modes_captured"]["mean"] == 8 and 97 < data["ring"]["hq_percent"]["mean"] < 100
+    assert data["ring"]["num_seeds"] == before["meta"]["seeds"]
+    markdown = (tmp_path / "table1.md").read_text()
+    assert markdown.index(table1.DATA_ROW) < markdown.index("| GAN |") and "GDPP" in markdown

@@ -48,7 +48,8 @@ class LossOptions:
 
     Attributes:
         noise_std (`float`): std of p_theta(z | x) around F(x) (the reconstructor's `noise_std`); joint objectives.
-        reconstruction_weight (`float`): lambda on ||z - F(G(z))||^2 in G's loss; `veegan` only.
+        reconstruction_weight (`float` or 0-dim `torch.Tensor`): lambda on ||z - F(G(z))||^2 in G's loss; `veegan`
+            only. A tensor can be changed in place between steps (a schedule) without recompiling the step.
         adversarial_loss (`str`): G's adversarial form, `"paper"` or `"non_saturating"`; `veegan` only.
         pack_size (`int`): samples (or pairs) D judges at once; set from the objective's `pack_option`.
         unrolled_steps (`int`): Unrolled GAN's k, 0 for no unrolling; `unrolled` only.
@@ -59,7 +60,7 @@ class LossOptions:
     """
 
     noise_std: float = 1.0
-    reconstruction_weight: float = 1.0
+    reconstruction_weight: float | torch.Tensor = 1.0
     adversarial_loss: str = "paper"
     pack_size: int = 1
     unrolled_steps: int = 0

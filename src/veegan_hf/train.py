@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 import torch
 
-from .training import ConfigError, NonFiniteLossError, parse_config, train
+from .training import ConfigError, NonFiniteLossError, TrainingConfig, parse_config, train
 
 
 def _exit_with_launcher() -> None:
@@ -29,6 +30,19 @@ def _exit_with_launcher() -> None:
         return
     if os.getppid() == 1:  # the launcher was already gone before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _launcher_threads(config: TrainingConfig) -> TrainingConfig:
+    """`accelerate launch` gives each process one CPU thread unless `--num_cpu_threads_per_process` says otherwise,
+    which leaves all but one core of a CPU machine idle (an image run at 28 px: 3.8 steps/s on 1 of 2 cores, 6.0 on
+    both). Unless `--num_cpu_threads` is given, the cores are shared among this machine's processes instead."""
+    if config.num_cpu_threads is not None or os.environ.get("OMP_NUM_THREADS") != "1":
+        return config
+    if "ACCELERATE_MIXED_PRECISION" not in os.environ:  # not under `accelerate launch`: OMP_NUM_THREADS=1 is a choice
+        return config
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return replace(config, num_cpu_threads=max(1, cores // local_processes))
 
 
 def _shutdown_distributed() -> None:
@@ -49,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     _exit_with_launcher()
     rank = int(os.environ.get("RANK", "0"))
     try:
-        train(parse_config(argv))
+        train(_launcher_threads(parse_config(argv)))
     except (ValueError, TypeError, NonFiniteLossError) as err:  # ConfigError and the package's input errors
         # one line, once: only rank 0 speaks, and `accelerate launch` prints its own traceback after a non-zero exit
         if rank == 0 or not isinstance(err, ConfigError):

@@ -12,11 +12,22 @@ from typing import Any
 from ..provenance import one_thread
 
 RUN_RECORD = "benchmark_run.json"
+# Table 1's rows: name -> (preset suffix, objective). Every row trains on `<dataset><suffix>.yaml`, so only the
+# objective differs, except the paper-faithful recipe, which has presets of its own.
+TABLE1_METHODS = {
+    "GAN": ("", "gan"),
+    "ALI": ("", "ali"),
+    "Unrolled GAN": ("", "unrolled"),
+    "PacGAN": ("", "pacgan"),
+    "VEEGAN (paper recipe)": ("_paper", "veegan"),
+    "VEEGAN (ours)": ("", "veegan"),
+}
 
 
 def train_run(job: dict) -> dict:
-    """One training run (no trackers, validation only at the end): `job` names the preset, objective, seed, output
-    folder and extra flags. Returns the job with the run's metrics and wall time."""
+    """One training run (no trackers; validation only at the end unless the flags ask for it): `job` names the
+    preset, objective, seed, output folder and extra flags. Returns the job with the run's metrics, wall time and
+    mid-run validation history."""
     from accelerate.state import AcceleratorState, GradientState
 
     from ..training import parse_config, train
@@ -42,7 +53,8 @@ def train_run(job: dict) -> dict:
     ]
     start = time.perf_counter()
     result = train(parse_config(argv))
-    return {**job, "metrics": result.metrics, "wall_seconds": round(time.perf_counter() - start, 1)}
+    wall = round(time.perf_counter() - start, 1)
+    return {**job, "metrics": result.metrics, "wall_seconds": wall, "history": result.validation_history}
 
 
 def save_record(run: dict) -> dict:

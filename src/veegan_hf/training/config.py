@@ -60,6 +60,7 @@ class TrainingConfig:
     discriminator_loss: str = "logistic"  # "logistic" (Algorithm 1) or "hinge"; gan-family G losses follow it
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's data inputs (0: off); needs a double backward
     reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
+    reconstruction_weight_schedule: str = "constant"  # veegan: "lr" scales lambda by the learning-rate schedule
     pack_size: int = 2  # PacGAN's m
     joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
     unrolled_steps: int = 5  # Unrolled GAN's k
@@ -79,8 +80,10 @@ class TrainingConfig:
     mixed_precision: str | None = None  # no | fp16 | bf16; None: the launcher's (`accelerate launch`), else "no"
     use_ema: bool = True  # an EMA generator is used for samples, evaluation and export
     ema_decay: float = 0.999
+    ema_start: float = 0.0  # the EMA copies G until this fraction of the run, then averages (0.75: the last quarter)
     compile: bool = False  # torch.compile the step's forward: one graph (and one backward graph) per step
     seed: int = 0
+    num_cpu_threads: int | None = None  # torch threads per process; None: the cores / local processes (the CLI)
 
     # checkpoints, logging, evaluation
     output_dir: str = "veegan-output"
@@ -124,6 +127,7 @@ _CHOICES = {
     "adversarial_loss": ("paper", "non_saturating"),
     "discriminator_loss": ("logistic", "hinge"),
     "lr_scheduler": ("constant", "cosine", "linear"),
+    "reconstruction_weight_schedule": ("constant", "lr"),
     "mixed_precision": (None, "no", "fp16", "bf16"),
     "report_to": ("tensorboard", "wandb", "none"),
     "num_channels": (None, 1, 3),
@@ -154,6 +158,8 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "lr_decay_start": (0, 0.999999),
     "gradient_accumulation_steps": (1, 1 << 16),
     "ema_decay": (0, 0.999999),
+    "ema_start": (0, 0.999999),
+    "num_cpu_threads": (1, 4096),
     "seed": (0, 2**63 - 1),
     "checkpointing_steps": (1, 1 << 40),
     "checkpoints_total_limit": (1, 1 << 20),
@@ -236,6 +242,11 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(
             f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
             "judges x alone. Use --objective veegan or ali, or drop the option."
+        )
+    if config.reconstruction_weight_schedule != "constant" and "reconstruction_weight" not in objective.options:
+        raise ConfigError(
+            f"--reconstruction_weight_schedule {config.reconstruction_weight_schedule} schedules VEEGAN's lambda; "
+            f"--objective {config.objective} has no reconstruction term. Drop the option."
         )
     if config.symmetric_latent_noise and "symmetric_latent_noise" not in objective.options:
         raise ConfigError(

@@ -44,6 +44,8 @@ class TrainResult:
         config (`TrainingConfig`): the resolved config the run trained with.
         step_end_times (`list[float]`): `time.perf_counter()` at the end of every step this process ran.
         loop_start (`float`): `time.perf_counter()` just before the first step; `setup_seconds` is what preceded it.
+        validation_history (`list[dict]`): per mid-run validation (main process), its `step`, `train_seconds` (the
+            training time so far, validations excluded) and metrics: coverage against wall-clock time.
     """
 
     pipeline: VEEGAN | None
@@ -52,6 +54,7 @@ class TrainResult:
     step_end_times: list[float] = field(default_factory=list)
     loop_start: float = 0.0
     setup_seconds: float = 0.0
+    validation_history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def lr_factor(config: TrainingConfig) -> Callable[[int], float]:
@@ -111,6 +114,8 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
     from accelerate.utils import set_seed
 
     device, output_dir = accelerator.device, Path(config.output_dir)
+    if config.num_cpu_threads is not None:
+        torch.set_num_threads(config.num_cpu_threads)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
         # `accelerate launch --multi_gpu` without GPUs starts processes that each train alone, duplicating the work
@@ -177,9 +182,14 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         checkpointing.write_json_atomic(path / checkpointing.RECORD_NAME, record)
         export_pipeline().save_pretrained(path / "pipeline", dataset_name=config.data_source, training_config=record)
 
+    factor = lr_factor(config)
+    # lambda_t = lambda * lr_factor(t) under the "lr" schedule: a device scalar updated in place, so a compiled step
+    # sees the same graph input every step and no host sync is added
+    scheduled_weight = config.reconstruction_weight_schedule == "lr"
+    weight = torch.tensor(config.reconstruction_weight * factor(first_step), device=device)
     options = LossOptions(
         noise_std=config.reconstructor_noise_std,
-        reconstruction_weight=config.reconstruction_weight,
+        reconstruction_weight=weight if scheduled_weight else config.reconstruction_weight,
         adversarial_loss=config.adversarial_loss,
         pack_size=raw["discriminator"].config.pack_size,
         unrolled_steps=config.unrolled_steps,
@@ -203,6 +213,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         step_losses = torch.compile(step_losses)
 
     latent_shape = (config.train_batch_size, config.latent_dim)
+    ema_from = int(config.ema_start * config.max_train_steps)  # until this step the EMA is a copy of G
     batches = source.batches(device, first_step)
     progress = reporting.progress_bar(accelerator, first_step, config.max_train_steps)
     running, num_running = None, 0  # device-side sums of the logged losses since the last read-back
@@ -216,6 +227,8 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
     scales: list[float] = []  # the GradScaler's loss scale at each logging step (fp16 on GPU only)
     step_end_times: list[float] = []
     stopped_by_time = False
+    history: list[dict[str, Any]] = []  # mid-run validations: step, training seconds so far, metrics
+    validation_seconds = 0.0
     loop_start = start_time = time.perf_counter()
     step = first_step
     for step in range(first_step + 1, config.max_train_steps + 1):
@@ -233,9 +246,11 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
                 step_optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
+                    if scheduled_weight:
+                        weight.fill_(config.reconstruction_weight * factor(step))
                 step_optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.update(raw["generator"])
+            ema.update(raw["generator"], copy=step <= ema_from)
         # device-side bookkeeping only: no host sync until the logging interval
         logs = losses.logs()  # a NaN or Inf in any term stays in these sums until they are checked
         running = logs if running is None else {k: running[k] + v for k, v in logs.items()}
@@ -267,7 +282,11 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             last_checkpoint = saved.name
         validating = config.validation_steps and step % config.validation_steps == 0 and step < config.max_train_steps
         if validating and accelerator.is_main_process:
-            reporting.validate_and_log(accelerator, export_pipeline(), config, step, final=False)
+            validation_start = time.perf_counter()
+            scores = reporting.validate_and_log(accelerator, export_pipeline(), config, step, final=False)
+            train_seconds = validation_start - start_time - validation_seconds
+            history.append({"step": step, "train_seconds": round(train_seconds, 3), **scores})
+            validation_seconds += time.perf_counter() - validation_start
         if (
             config.max_train_seconds
             and step % config.logging_steps == 0
@@ -300,6 +319,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             {
                 "train/steps": step,
                 "train/wall_seconds": round(time.perf_counter() - start_time, 2),
+                "train/validation_seconds": round(validation_seconds, 2),  # mid-run validations, within the wall time
                 "train/steps_per_second": steps_per_second,
                 "train/samples_per_second": steps_per_second * effective_batch,
                 "train/num_processes": accelerator.num_processes,
@@ -317,7 +337,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         logger.info("%s", reporting.summary(config, metrics, pushed))
     accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
     accelerator.end_training()
-    return TrainResult(pipe, metrics, config, step_end_times, loop_start, loop_start - setup_start)
+    return TrainResult(pipe, metrics, config, step_end_times, loop_start, loop_start - setup_start, history)
 
 
 def _contexts(*managers):

@@ -82,14 +82,16 @@ class EMA(nn.Module):
         self._buffer_lists: tuple[list, list] = ([], [])
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, copy: bool = False) -> None:
+        """One step of the average; `copy=True` sets it to `model` instead and restarts its warm-up (`ema_start`)."""
         if self._updates is None:
             self._updates = int(self.num_updates)
-        self._updates += 1
+        self._updates = 0 if copy else self._updates + 1
         self.num_updates.fill_(self._updates)
-        # decay_t = min(decay, (1 + t) / (10 + t)): the average forgets its random initialization quickly
+        # decay_t = min(decay, (1 + t) / (10 + t)): the average forgets its random initialization (or the copy it
+        # started from) quickly; a copy is decay 0
         t = self._updates
-        decay = min(self.decay, (1 + t) / (10 + t))
+        decay = 0.0 if copy else min(self.decay, (1 + t) / (10 + t))
         if self._param_lists is None:  # the tensors are updated in place: collect them once
             self._param_lists = (list(self.model.parameters()), list(model.parameters()))
             self._buffer_lists = (list(self.model.buffers()), list(model.buffers()))
