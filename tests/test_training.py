@@ -623,3 +623,19 @@ def test_table1_render_adds_the_data_row_to_finished_runs(tmp_path):
     assert data["ring"]["num_seeds"] == before["meta"]["seeds"]
     markdown = (tmp_path / "table1.md").read_text()
     assert markdown.index(table1.DATA_ROW) < markdown.index("| GAN |") and "GDPP" in markdown
+
+
+def test_coverage_over_time_smoke(tmp_path):
+    """The CI version of `python benchmarks/coverage_over_time.py`: every method scored during and after training."""
+    from benchmarks import coverage_over_time
+
+    assert coverage_over_time.main(["--smoke", "--jobs", "2", "--results_dir", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "coverage_grid_smoke.json").read_text())
+    assert [r["method"] for r in payload["runs"]] == list(coverage_over_time.METHODS)
+    for run in payload["runs"]:
+        assert [h["step"] for h in run["history"]] == [20]  # the mid-run scoring; the final one is run["metrics"]
+        assert 0 <= run["history"][0]["modes_captured"] <= 25 and run["metrics"]["modes_captured"] <= 25
+        # validation time is excluded from the training clock, so the curve's x-axis is comparable across methods
+        assert 0 < run["history"][0]["train_seconds"] <= run["train_seconds"]
+    assert (tmp_path / "coverage_grid_smoke.png").stat().st_size > 0
+    assert "VEEGAN (ours)" in (tmp_path / "coverage_grid_smoke.md").read_text()

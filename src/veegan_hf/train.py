@@ -9,11 +9,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 
 import torch
 
 from .training import ConfigError, NonFiniteLossError, TrainingConfig, parse_config, train
+
+_SILENT_RANK_WAIT_S = 60.0  # at most; see main()
 
 
 def _exit_with_launcher() -> None:
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         # one line, once: only rank 0 speaks, and `accelerate launch` prints its own traceback after a non-zero exit
         if rank == 0 or not isinstance(err, ConfigError):
             print(f"error: {err}", file=sys.stderr, flush=True)
+        else:
+            # torchrun stops every rank when the first one exits: a silent rank that exits first would kill rank 0
+            # before it prints. Rank 0's exit ends this wait at once, so it costs nothing when rank 0 is faster.
+            time.sleep(_SILENT_RANK_WAIT_S)
         code = 1
     else:
         code = 0
