@@ -104,6 +104,14 @@ def train(config: TrainingConfig) -> TrainResult:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # `accelerate launch --multi_gpu` without GPUs starts processes that each train alone, duplicating the work.
+        # Checked before the output folder: every such process thinks it is the main one and would lock the folder.
+        raise ConfigError(
+            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}: on CPU, set "
+            "ACCELERATE_USE_CPU=1 (ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...)."
+        )
     checkpointing.prepare_output_dir(config, accelerator.is_main_process)
     accelerator.wait_for_everyone()  # every rank has checked the folder before any rank writes to it
     with checkpointing.OutputLock(output_dir) if accelerator.is_main_process else contextlib.nullcontext():
@@ -116,13 +124,6 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
     device, output_dir = accelerator.device, Path(config.output_dir)
     if config.num_cpu_threads is not None:
         torch.set_num_threads(config.num_cpu_threads)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > accelerator.num_processes:
-        # `accelerate launch --multi_gpu` without GPUs starts processes that each train alone, duplicating the work
-        raise ConfigError(
-            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}: on CPU, set "
-            "ACCELERATE_USE_CPU=1 (ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...)."
-        )
     if accelerator.mixed_precision == "fp16" and device.type == "cpu":
         warnings.warn(
             "--mixed_precision fp16 does nothing on CPU (no autocast, no GradScaler): the run is float32. "
