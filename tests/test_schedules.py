@@ -20,9 +20,8 @@ def _reset_accelerate(fresh_accelerate_state):
     """Every test here trains in-process."""
 
 
-def test_lambda_follows_the_learning_rate_schedule(tmp_path, monkeypatch):
-    """Under `--reconstruction_weight_schedule lr`, step t's loss sees lambda * lr_factor(t - 1): the same factor
-    as the learning rate of that step, down to 0 at the end of a linear decay."""
+def _lambdas_seen(monkeypatch) -> list[float]:
+    """The lambda that each training step's loss reads, in order."""
     seen = []
     original = loop.compute_losses
 
@@ -31,6 +30,13 @@ def test_lambda_follows_the_learning_rate_schedule(tmp_path, monkeypatch):
         return original(objective, networks, real, latents, options)
 
     monkeypatch.setattr(loop, "compute_losses", spy)
+    return seen
+
+
+def test_lambda_follows_the_learning_rate_schedule(tmp_path, monkeypatch):
+    """Under `--reconstruction_weight_schedule lr`, step t's loss sees lambda * lr_factor(t - 1): the same factor
+    as the learning rate of that step, down to 0 at the end of a linear decay."""
+    seen = _lambdas_seen(monkeypatch)
     args = [*TINY, "--max_train_steps", "10", "--lr_scheduler", "linear", "--lr_decay_start", "0.5"]
     args += ["--reconstruction_weight", "2.0", "--reconstruction_weight_schedule", "lr"]
     config = parse_config([*args, "--output_dir", str(tmp_path / "o"), "--validation_steps", "100"])
@@ -38,6 +44,38 @@ def test_lambda_follows_the_learning_rate_schedule(tmp_path, monkeypatch):
     factor = loop.lr_factor(config)
     assert seen == pytest.approx([2.0 * factor(t) for t in range(10)])
     assert seen[0] == 2.0 and seen[-1] == pytest.approx(2.0 * 0.2)  # decays over steps 5..10
+
+
+def test_linear_lambda_reaches_zero_before_the_rate(tmp_path, monkeypatch):
+    """`--reconstruction_weight_schedule linear` falls from lambda to 0 between its two fractions of the run and
+    stays 0 after, independently of the learning rate."""
+    seen = _lambdas_seen(monkeypatch)
+    args = [*TINY, "--max_train_steps", "10", "--reconstruction_weight", "2.0"]
+    args += ["--reconstruction_weight_schedule", "linear"]
+    args += ["--reconstruction_weight_decay_start", "0.2", "--reconstruction_weight_decay_end", "0.6"]
+    loop.train(parse_config([*args, "--output_dir", str(tmp_path / "o"), "--validation_steps", "100"]))
+    assert seen == pytest.approx([2.0, 2.0, 2.0, 1.5, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("start, end", [(0.0, 0.0), (0.3, 0.3), (0.0, 1.0), (0.7, 0.9)])
+def test_linear_lambda_factor_is_monotone_from_one_to_zero(start, end):
+    config = TrainingConfig(
+        reconstruction_weight_schedule="linear",
+        reconstruction_weight_decay_start=start,
+        reconstruction_weight_decay_end=end,
+        max_train_steps=50,
+    )
+    factors = [loop.reconstruction_weight_factor(config)(t) for t in range(51)]
+    assert all(a >= b for a, b in itertools.pairwise(factors))
+    assert all(f == 1.0 for t, f in enumerate(factors) if t < start * 50)
+    assert all(f == 0.0 for t, f in enumerate(factors) if t >= end * 50)
+    assert all(0.0 <= f <= 1.0 for f in factors)
+
+
+def test_lambda_window_must_be_ordered(tmp_path, capsys):
+    argv = [*TINY, "--reconstruction_weight_decay_start", "0.8", "--reconstruction_weight_decay_end", "0.5"]
+    assert train_module.main([*argv, "--output_dir", str(tmp_path)]) == 1
+    assert "--reconstruction_weight_decay_end 0.5 comes before" in capsys.readouterr().err
 
 
 def test_lambda_schedule_needs_a_reconstruction_term(tmp_path, capsys):
@@ -92,3 +130,15 @@ def test_accelerate_launch_uses_the_cores(monkeypatch, env, given, expected):
     monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     threads = train_module._launcher_threads(TrainingConfig(num_cpu_threads=given)).num_cpu_threads
     assert threads == {"cores": 4, "half": 2}.get(expected, expected)
+
+
+def test_a_shared_preset_runs_every_objective(tmp_path):
+    """A preset holding VEEGAN's lambda schedule also runs the baselines (only --objective differs): the option
+    falls back to its default for an objective without a reconstruction term, and stays for VEEGAN."""
+    preset = tmp_path / "shared.yaml"
+    preset.write_text("dataset_name: ring\nreconstruction_weight_schedule: linear\nsymmetric_latent_noise: true\n")
+    veegan = parse_config(["--config", str(preset)])
+    assert veegan.reconstruction_weight_schedule == "linear" and veegan.symmetric_latent_noise
+    for objective in ("gan", "ali", "pacgan", "unrolled"):
+        config = parse_config(["--config", str(preset), "--objective", objective])
+        assert config.reconstruction_weight_schedule == "constant" and not config.symmetric_latent_noise

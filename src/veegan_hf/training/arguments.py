@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from ..data import BUILTIN_DATASETS
+from ..objectives import OBJECTIVES
 from .config import FIELD_TYPES, ConfigError, TrainingConfig, base_type, coerce, fields, validate
 
 PRESET_PACKAGE = "veegan_hf.training.configs"
 IMAGE_PRESET = "image"  # the defaults for image data that names no preset
+# option -> the loss option it tunes. A preset is shared by every method (only --objective differs, as in Table 1),
+# so a preset's value of an option that the objective does not read falls back to the default; on the command line
+# the same option is still refused by `validate`, since there the user asked for it.
+_OBJECTIVE_SPECIFIC = {
+    "reconstruction_weight_schedule": "reconstruction_weight",
+    "symmetric_latent_noise": "symmetric_latent_noise",
+}
 
 
 def preset_names() -> list[str]:
@@ -106,6 +114,10 @@ def parse_config(argv: list[str] | None = None) -> TrainingConfig:
     # a built-in dataset brings its tuned preset unless --config names another; image data gets the image preset
     preset = args.preset or (dataset if dataset in BUILTIN_DATASETS else IMAGE_PRESET)
     values = {**load_preset(preset), **given, "preset": preset}
+    objective = OBJECTIVES.get(values.get("objective", TrainingConfig.objective))
+    for name, option in _OBJECTIVE_SPECIFIC.items():
+        if objective and option not in objective.options and name not in given:
+            values.pop(name, None)
     config = TrainingConfig(**values)
     validate(config)
     return config

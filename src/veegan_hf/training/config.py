@@ -60,7 +60,9 @@ class TrainingConfig:
     discriminator_loss: str = "logistic"  # "logistic" (Algorithm 1) or "hinge"; gan-family G losses follow it
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's data inputs (0: off); needs a double backward
     reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
-    reconstruction_weight_schedule: str = "constant"  # veegan: "lr" scales lambda by the learning-rate schedule
+    reconstruction_weight_schedule: str = "constant"  # veegan: "lr" scales lambda by the lr schedule; "linear": below
+    reconstruction_weight_decay_start: float = 0.5  # "linear": lambda falls from here (a fraction of the run) ...
+    reconstruction_weight_decay_end: float = 1.0  # ... to 0 here, and stays 0 to the end
     pack_size: int = 2  # PacGAN's m
     joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
     unrolled_steps: int = 5  # Unrolled GAN's k
@@ -127,7 +129,7 @@ _CHOICES = {
     "adversarial_loss": ("paper", "non_saturating"),
     "discriminator_loss": ("logistic", "hinge"),
     "lr_scheduler": ("constant", "cosine", "linear"),
-    "reconstruction_weight_schedule": ("constant", "lr"),
+    "reconstruction_weight_schedule": ("constant", "lr", "linear"),
     "mixed_precision": (None, "no", "fp16", "bf16"),
     "report_to": ("tensorboard", "wandb", "none"),
     "num_channels": (None, 1, 3),
@@ -156,6 +158,8 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "adam_beta2": (0, 0.999999),
     "lr_warmup_steps": (0, 1 << 40),
     "lr_decay_start": (0, 0.999999),
+    "reconstruction_weight_decay_start": (0, 1),
+    "reconstruction_weight_decay_end": (0, 1),
     "gradient_accumulation_steps": (1, 1 << 16),
     "ema_decay": (0, 0.999999),
     "ema_start": (0, 0.999999),
@@ -247,6 +251,12 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(
             f"--reconstruction_weight_schedule {config.reconstruction_weight_schedule} schedules VEEGAN's lambda; "
             f"--objective {config.objective} has no reconstruction term. Drop the option."
+        )
+    if config.reconstruction_weight_decay_end < config.reconstruction_weight_decay_start:
+        raise ConfigError(
+            f"--reconstruction_weight_decay_end {config.reconstruction_weight_decay_end} comes before "
+            f"--reconstruction_weight_decay_start {config.reconstruction_weight_decay_start}: lambda falls between "
+            "the two fractions of the run. Give an end at or after the start."
         )
     if config.symmetric_latent_noise and "symmetric_latent_noise" not in objective.options:
         raise ConfigError(

@@ -77,6 +77,30 @@ def lr_factor(config: TrainingConfig) -> Callable[[int], float]:
     return factor
 
 
+def reconstruction_weight_factor(config: TrainingConfig) -> Callable[[int], float] | None:
+    """lambda's multiplier per step, or `None` for a constant lambda.
+
+    "lr" follows the learning-rate multiplier; "linear" falls from 1 at `reconstruction_weight_decay_start` to 0 at
+    `reconstruction_weight_decay_end` (fractions of the run) and stays 0, so the last stretch can train G on the
+    adversarial term alone while the rate is still above 0.
+    """
+    if config.reconstruction_weight_schedule == "lr":
+        return lr_factor(config)
+    if config.reconstruction_weight_schedule != "linear":
+        return None
+    total = config.max_train_steps
+    start, end = config.reconstruction_weight_decay_start * total, config.reconstruction_weight_decay_end * total
+
+    def factor(step: int) -> float:
+        if step < start:
+            return 1.0
+        if step >= end:
+            return 0.0
+        return 1 - (step - start) / (end - start)
+
+    return factor
+
+
 def _mixed_precision(config: TrainingConfig) -> str | None:
     """The script's flag when given, else the launcher's; the two may not disagree (the launcher's "no" is its
     default, so only fp16 or bf16 there counts as a choice)."""
@@ -183,14 +207,13 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         checkpointing.write_json_atomic(path / checkpointing.RECORD_NAME, record)
         export_pipeline().save_pretrained(path / "pipeline", dataset_name=config.data_source, training_config=record)
 
-    factor = lr_factor(config)
-    # lambda_t = lambda * lr_factor(t) under the "lr" schedule: a device scalar updated in place, so a compiled step
-    # sees the same graph input every step and no host sync is added
-    scheduled_weight = config.reconstruction_weight_schedule == "lr"
-    weight = torch.tensor(config.reconstruction_weight * factor(first_step), device=device)
+    # lambda_t = lambda * factor(t) under a schedule: a device scalar updated in place, so a compiled step sees the
+    # same graph input every step and no host sync is added
+    factor = reconstruction_weight_factor(config)
+    weight = torch.tensor(config.reconstruction_weight * (factor(first_step) if factor else 1.0), device=device)
     options = LossOptions(
         noise_std=config.reconstructor_noise_std,
-        reconstruction_weight=weight if scheduled_weight else config.reconstruction_weight,
+        reconstruction_weight=weight if factor else config.reconstruction_weight,
         adversarial_loss=config.adversarial_loss,
         pack_size=raw["discriminator"].config.pack_size,
         unrolled_steps=config.unrolled_steps,
@@ -247,7 +270,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
                 step_optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
-                    if scheduled_weight:
+                    if factor:
                         weight.fill_(config.reconstruction_weight * factor(step))
                 step_optimizer.zero_grad(set_to_none=True)
         if ema is not None:
