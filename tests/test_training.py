@@ -582,6 +582,35 @@ def test_table1_resumes_only_runs_of_the_same_clean_commit(tmp_path, monkeypatch
     assert meta_at("b" * 40 + "-dirty")["reused_runs"] == 0
 
 
+def test_table1_keeps_other_rows_only_where_seed_0_reproduces(tmp_path, monkeypatch):
+    """`--keep` retrains the named methods on every seed and the others on seed 0; the others' later seeds come from
+    the old file, stamped with its commit, and a cell whose seed 0 no longer reproduces stops the table unwritten."""
+    from benchmarks import table1
+
+    base = ["--smoke", "--seeds", "2", "--jobs", "2", "--datasets", "ring"]
+    monkeypatch.setenv("VEEGAN_COMMIT", "a" * 40)
+    assert table1.main([*base, "--results_dir", str(tmp_path / "old"), "--work_dir", str(tmp_path / "r1")]) == 0
+    old_file = tmp_path / "old" / "table1_smoke.json"
+    old = json.loads(old_file.read_text())
+
+    monkeypatch.setenv("VEEGAN_COMMIT", "b" * 40)
+    keep = [*base, "--methods", "VEEGAN (ours)", "--keep", str(old_file)]
+    assert table1.main([*keep, "--results_dir", str(tmp_path / "new"), "--work_dir", str(tmp_path / "r2")]) == 0
+    new = json.loads((tmp_path / "new" / "table1_smoke.json").read_text())
+    assert new["summary"] == old["summary"]  # same code: every cell reproduces
+    assert new["meta"]["kept"]["commit"] == "a" * 40
+    assert new["meta"]["kept"]["methods"] == [m for m in table1.METHODS if m != "VEEGAN (ours)"]
+    commits = {(r["method"], r["seed"]): r["commit"] for r in new["runs"]}
+    assert commits[("VEEGAN (ours)", 1)] == commits[("GAN", 0)] == "b" * 40 and commits[("GAN", 1)] == "a" * 40
+    assert "reproduced the kept figures to the sample" in (tmp_path / "new" / "table1_smoke.md").read_text()
+
+    gan_seed0 = next(r for r in old["runs"] if (r["method"], r["seed"]) == ("GAN", 0))
+    gan_seed0["metrics"]["hq_percent"] += 1.0  # a kept figure the code no longer produces
+    old_file.write_text(json.dumps(old))
+    assert table1.main([*keep, "--results_dir", str(tmp_path / "bad"), "--work_dir", str(tmp_path / "r2")]) == 1
+    assert not (tmp_path / "bad" / "table1_smoke.json").exists()
+
+
 def test_push_to_hub_from_training(tmp_path, fake_hub):
     """--push_to_hub uploads the exported pipeline with a card that carries the measured metrics."""
     out = tmp_path / "run"
