@@ -1,5 +1,6 @@
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +104,21 @@ def test_evaluate_mnist_model_reports_modes_and_classifier_accuracy():
     result = evaluate(make_pipeline("dcgan-28-1"), "mnist", num_samples=200)
     assert 1 <= result["modes_covered"] <= 10 and result["num_modes"] == 10
     assert result["classifier_accuracy"] >= 0.98 and result["kl"] >= 0
+
+
+def test_digit_legibility_ranks_real_digits_over_the_shipped_model(classifier, capsys):
+    """`benchmarks/digit_legibility.py`: real digits are read with more confidence than the shipped 9,000-step digit
+    model's samples, and the script prints one table row per source."""
+    from benchmarks import digit_legibility
+    from veegan_hf import VEEGAN
+    from veegan_hf.evaluation import draw_samples
+
+    images, _ = mnist_split("classifier_test")
+    real = digit_legibility.legibility(classifier, images.unsqueeze(1).float() / 127.5 - 1)
+    shipped = Path(__file__).resolve().parents[1] / "spaces" / "veegan-mnist"
+    model = digit_legibility.legibility(classifier, draw_samples(VEEGAN.from_pretrained(shipped), 500))
+    assert real["mean_top_probability"] > model["mean_top_probability"] > 0.5
+    assert real["kl_to_uniform"] < 0.01 and 0 <= model["confident_percent"] <= real["confident_percent"] <= 100
+    assert digit_legibility.main([str(shipped), "--num_samples", "200"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 4 and table[2].startswith("| real held-out digits | 0.8")
