@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         runs += [run for run in kept if run["seed"] > 0]
+    runs.sort(key=lambda r: (r["dataset"], r["method"], r["seed"]))  # runs finish in any order; the table must not
 
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)

@@ -193,6 +193,8 @@ def coerce(name: str, value: Any, source: str) -> Any:
     """Casts a preset or flag value to the field's type, with an error naming the field and the source."""
     kind = base_type(FIELD_TYPES[name])
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and kind is not str):
+        if type(None) not in typing.get_args(FIELD_TYPES[name]):
+            raise ConfigError(f"{source}: {name}={value!r} needs a value; it cannot be None. Drop it for the default.")
         return None
     try:
         if kind is bool:
