@@ -18,7 +18,7 @@ import torch
 
 from veegan_hf import VEEGAN
 from veegan_hf.classifier import NUM_DIGIT_CLASSES, load_mode_classifier
-from veegan_hf.data import mnist_split
+from veegan_hf.data import mnist_pixel_values, mnist_split
 from veegan_hf.evaluation import draw_samples
 
 CONFIDENT = 0.9
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     classifier = load_mode_classifier()
     real, _ = mnist_split("classifier_test")  # (N, 28, 28) uint8
-    rows = {"real held-out digits": real.unsqueeze(1).float() / 127.5 - 1}  # (N, 1, 28, 28) in [-1, 1]
+    rows = {"real held-out digits": mnist_pixel_values(real)}  # (N, 1, 28, 28) in [-1, 1]
     for path in args.models:
         rows[path] = draw_samples(VEEGAN.from_pretrained(path), args.num_samples)
     print("| digits | mean top probability | top probability >= 0.9 | KL to uniform |\n|---|---|---|---|")

@@ -114,7 +114,7 @@ def test_digit_legibility_ranks_real_digits_over_the_shipped_model(classifier, c
     from veegan_hf.evaluation import draw_samples
 
     images, _ = mnist_split("classifier_test")
-    real = digit_legibility.legibility(classifier, images.unsqueeze(1).float() / 127.5 - 1)
+    real = digit_legibility.legibility(classifier, mnist_pixel_values(images))
     shipped = Path(__file__).resolve().parents[1] / "spaces" / "veegan-mnist"
     model = digit_legibility.legibility(classifier, draw_samples(VEEGAN.from_pretrained(shipped), 500))
     assert real["mean_top_probability"] > model["mean_top_probability"] > 0.5
