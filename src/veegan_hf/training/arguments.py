@@ -16,17 +16,19 @@ from typing import Any
 
 from ..data import BUILTIN_DATASETS
 from ..objectives import OBJECTIVES
-from .config import FIELD_TYPES, ConfigError, TrainingConfig, base_type, coerce, fields, validate
+from .config import (
+    FIELD_TYPES,
+    OBJECTIVE_SPECIFIC,
+    ConfigError,
+    TrainingConfig,
+    base_type,
+    coerce,
+    fields,
+    validate,
+)
 
 PRESET_PACKAGE = "veegan_hf.training.configs"
 IMAGE_PRESET = "image"  # the defaults for image data that names no preset
-# option -> the loss option it tunes. A preset is shared by every method (only --objective differs, as in Table 1),
-# so a preset's value of an option that the objective does not read falls back to the default; on the command line
-# the same option is still refused by `validate`, since there the user asked for it.
-_OBJECTIVE_SPECIFIC = {
-    "reconstruction_weight_schedule": "reconstruction_weight",
-    "symmetric_latent_noise": "symmetric_latent_noise",
-}
 
 
 def preset_names() -> list[str]:
@@ -115,7 +117,7 @@ def parse_config(argv: list[str] | None = None) -> TrainingConfig:
     preset = args.preset or (dataset if dataset in BUILTIN_DATASETS else IMAGE_PRESET)
     values = {**load_preset(preset), **given, "preset": preset}
     objective = OBJECTIVES.get(values.get("objective", TrainingConfig.objective))
-    for name, option in _OBJECTIVE_SPECIFIC.items():
+    for name, (option, _) in OBJECTIVE_SPECIFIC.items():  # a preset's value the objective cannot read: the default
         if objective and option not in objective.options and name not in given:
             values.pop(name, None)
     config = TrainingConfig(**values)

@@ -123,6 +123,22 @@ class TrainingConfig:
         return getattr(self, option) if option else 1
 
 
+# option -> (the `LossOptions` field it tunes, the error for an objective that does not read that field). From a
+# preset, shared by every method (only --objective differs, as in Table 1), such an option falls back to its default
+# (`parse_config`); on the command line, where the user asked for it, `validate` refuses it with this error.
+OBJECTIVE_SPECIFIC = {
+    "reconstruction_weight_schedule": (
+        "reconstruction_weight",
+        "--reconstruction_weight_schedule {value} schedules VEEGAN's lambda; --objective {objective} has no "
+        "reconstruction term. Drop the option.",
+    ),
+    "symmetric_latent_noise": (
+        "symmetric_latent_noise",
+        "--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
+        "--objective {objective} does not use it. Drop the option.",
+    ),
+}
+
 _CHOICES = {
     "architecture": (None, "mlp", "dcgan"),
     "objective": tuple(OBJECTIVES),
@@ -249,21 +265,15 @@ def validate(config: TrainingConfig) -> None:
             f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
             "judges x alone. Use --objective veegan or ali, or drop the option."
         )
-    if config.reconstruction_weight_schedule != "constant" and "reconstruction_weight" not in objective.options:
-        raise ConfigError(
-            f"--reconstruction_weight_schedule {config.reconstruction_weight_schedule} schedules VEEGAN's lambda; "
-            f"--objective {config.objective} has no reconstruction term. Drop the option."
-        )
+    for name, (option, error) in OBJECTIVE_SPECIFIC.items():
+        value = getattr(config, name)
+        if value != fields()[name].default and option not in objective.options:
+            raise ConfigError(error.format(value=value, objective=config.objective))
     if config.reconstruction_weight_decay_end < config.reconstruction_weight_decay_start:
         raise ConfigError(
             f"--reconstruction_weight_decay_end {config.reconstruction_weight_decay_end} comes before "
             f"--reconstruction_weight_decay_start {config.reconstruction_weight_decay_start}: lambda falls between "
             "the two fractions of the run. Give an end at or after the start."
-        )
-    if config.symmetric_latent_noise and "symmetric_latent_noise" not in objective.options:
-        raise ConfigError(
-            f"--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
-            f"--objective {config.objective} does not use it. Drop the option."
         )
     if config.compile and not objective.compiles:
         raise ConfigError(
