@@ -8,7 +8,7 @@ from torch import nn
 
 from tests.conftest import same_tensors
 from veegan_hf import train as train_module
-from veegan_hf.training import TrainingConfig, loop, parse_config
+from veegan_hf.training import TrainingConfig, loop, parse_config, schedules
 from veegan_hf.training.networks import EMA
 
 TINY = ["--hidden_dim", "16", "--discriminator_hidden_dim", "16", "--latent_dim", "4", "--train_batch_size", "32"]
@@ -41,7 +41,7 @@ def test_lambda_follows_the_learning_rate_schedule(tmp_path, monkeypatch):
     args += ["--reconstruction_weight", "2.0", "--reconstruction_weight_schedule", "lr"]
     config = parse_config([*args, "--output_dir", str(tmp_path / "o"), "--validation_steps", "100"])
     loop.train(config)
-    factor = loop.lr_factor(config)
+    factor = schedules.lr_factor(config)
     assert seen == pytest.approx([2.0 * factor(t) for t in range(10)])
     assert seen[0] == 2.0 and seen[-1] == pytest.approx(2.0 * 0.2)  # decays over steps 5..10
 
@@ -65,7 +65,7 @@ def test_linear_lambda_factor_is_monotone_from_one_to_zero(start, end):
         reconstruction_weight_decay_end=end,
         max_train_steps=50,
     )
-    factors = [loop.reconstruction_weight_factor(config)(t) for t in range(51)]
+    factors = [schedules.reconstruction_weight_factor(config)(t) for t in range(51)]
     assert all(a >= b for a, b in itertools.pairwise(factors))
     assert all(f == 1.0 for t, f in enumerate(factors) if t < start * 50)
     assert all(f == 0.0 for t, f in enumerate(factors) if t >= end * 50)
