@@ -1,0 +1,43 @@
+"""What the training tests share: the tiny networks' flags, an in-process run, and a run's weights."""
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from veegan_hf import train as train_module
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / "training" / "train.py")
+TINY = [
+    "--train_batch_size",
+    "64",
+    "--hidden_dim",
+    "32",
+    "--discriminator_hidden_dim",
+    "32",
+    "--latent_dim",
+    "4",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "5",
+]
+
+
+def run(*args: str) -> int:
+    return train_module.main([*TINY, *args])
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {
+        f"{net}.{k}": v
+        for net in ("generator", "reconstructor", "discriminator")
+        for k, v in load_file(folder / net / "diffusion_pytorch_model.safetensors").items()
+    }
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
+    return env
