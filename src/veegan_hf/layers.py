@@ -59,7 +59,7 @@ def check_config(
     for key in ("activation",):
         if key in sizes and (not isinstance(sizes[key], str) or sizes[key] not in ACTIVATIONS):
             raise ValueError(f"{key}={sizes[key]!r} is not supported; use one of {ACTIVATIONS}.")
-    for key in ("marginal_head", "spectral_norm"):
+    for key in ("marginal_head", "spectral_norm", "batch_norm"):
         if key in sizes and not isinstance(sizes[key], bool):
             raise TypeError(f"{key}={sizes[key]!r} must be true or false.")
     for key in ("noise_std", "sample_scale"):
@@ -79,12 +79,18 @@ def activation_layer(name: str) -> nn.Module:
     raise ValueError(f"activation={name!r} is not supported; use one of {ACTIVATIONS}.")
 
 
-def mlp(in_dim: int, hidden_dim: int, num_hidden_layers: int, out_dim: int, activation: str) -> nn.Sequential:
-    """in_dim -> [hidden_dim, activation] x num_hidden_layers -> out_dim (linear output)."""
+def mlp(
+    in_dim: int, hidden_dim: int, num_hidden_layers: int, out_dim: int, activation: str, batch_norm: bool = False
+) -> nn.Sequential:
+    """in_dim -> [hidden_dim, (BatchNorm,) activation] x num_hidden_layers -> out_dim (linear output)."""
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(num_hidden_layers):
-        layers += [nn.Linear(dim, hidden_dim), activation_layer(activation)]
+        layers += [
+            nn.Linear(dim, hidden_dim),
+            *([nn.BatchNorm1d(hidden_dim)] if batch_norm else []),
+            activation_layer(activation),
+        ]
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)

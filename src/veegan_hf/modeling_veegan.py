@@ -33,6 +33,8 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         extra_noise_dim (`int`, *optional*, defaults to 0): size of an extra noise input that is *not* reconstructed,
             as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
         activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
+        batch_norm (`bool`, *optional*, defaults to `False`): BatchNorm after each hidden layer of the MLP, as in
+            PacGAN's 2-D generator (the DCGAN generator always has it). Samples use the running statistics.
 
     Example:
 
@@ -59,6 +61,7 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         base_channels: int = 64,
         extra_noise_dim: int = 0,
         activation: str = "relu",
+        batch_norm: bool = False,
     ):
         super().__init__()
         check_config(
@@ -72,10 +75,11 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
             base_channels=base_channels,
             extra_noise_dim=extra_noise_dim,
             activation=activation,
+            batch_norm=batch_norm,
         )
         in_dim = latent_dim + extra_noise_dim
         if architecture == "mlp":
-            self.net = mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation)
+            self.net = mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation, batch_norm)
         else:
             start, widths = dcgan_plan(image_size, base_channels)
             layers: list[nn.Module] = [

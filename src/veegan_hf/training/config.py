@@ -53,6 +53,7 @@ class TrainingConfig:
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
     activation: str = "relu"  # G and F hidden activation
+    generator_batch_norm: bool = False  # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never
 
     # objective
     objective: str = "veegan"  # veegan | gan | ali | unrolled | pacgan: the baselines share the networks

@@ -29,6 +29,7 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
         num_hidden_layers=config.num_hidden_layers,
         extra_noise_dim=config.extra_noise_dim,
         activation=config.activation,
+        batch_norm=config.generator_batch_norm,
     )
     reconstructor = VEEGANReconstructor(
         **shape,
