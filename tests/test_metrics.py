@@ -8,6 +8,7 @@ from veegan_hf.data import get_mixture
 from veegan_hf.metrics import (
     digits_to_modes,
     high_quality_radius,
+    hq_breakdown,
     mixture_metrics,
     mixture_metrics_for,
     reconstruction_mse,
@@ -190,3 +191,21 @@ def test_reconstruction_mse_rejects_bad_input():
         reconstruction_mse(torch.full((1, 4), 255.0), torch.zeros(1, 4))
     with pytest.raises(ValueError, match=r"NaN"):
         reconstruction_mse(torch.zeros(1, 4), torch.full((1, 4), float("nan")))
+
+
+def test_hq_breakdown_splits_misses_into_wide_modes_and_transitions():
+    ring = get_mixture("ring")
+    data = ring.sample(20000, generator=torch.Generator().manual_seed(0))
+    m = hq_breakdown(data, ring)
+    # the data: 98.89% within r* = 3 std, the rest just outside, none between modes, width ratio 1
+    assert m["hq_percent"] == pytest.approx(98.89, abs=0.3) and m["between_modes_percent"] == 0.0
+    assert m["width_ratio"] == pytest.approx(1.0, abs=0.02)
+    # midpoints of neighbouring means are far from every mode; modes twice as wide are near misses and HQ
+    midpoints = (ring.means + ring.means.roll(1, dims=0)) / 2
+    wide = ring.means.repeat(2500, 1) + 2 * ring.std * torch.randn(20000, 2, generator=torch.Generator().manual_seed(1))
+    both = hq_breakdown(torch.cat([midpoints.repeat(100, 1), wide]), ring)
+    # 2-D, twice the std: P(d <= 3 std) = 1 - exp(-9 / 8), P(d > 6 std) = exp(-36 / 8)
+    assert both["between_modes_percent"] == pytest.approx(100 * (800 + 20000 * math.exp(-36 / 8)) / 20800, abs=0.3)
+    assert both["hq_percent"] == pytest.approx(100 * (1 - math.exp(-9 / 8)) * 20000 / 20800, abs=1.0)
+    assert sum(both[k] for k in ("hq_percent", "near_miss_percent", "between_modes_percent")) == pytest.approx(100)
+    assert hq_breakdown(midpoints, ring)["width_ratio"] != hq_breakdown(midpoints, ring)["width_ratio"]  # NaN

@@ -114,3 +114,22 @@ def test_spectral_norm_discriminator_bounds_every_layer_and_round_trips(tmp_path
     assert loaded.config.spectral_norm is True
     # the saved power-iteration vectors come back, so eval-mode sigma is the same (to float rounding of the matvec)
     torch.testing.assert_close(loaded(samples, latents), d(samples, latents), rtol=1e-6, atol=1e-7)
+
+
+def test_batch_norm_mlp_generator_samples_with_running_statistics_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    g = VEEGANGenerator(latent_dim=2, data_dim=2, hidden_dim=16, num_hidden_layers=3, batch_norm=True)
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 3  # one per hidden layer
+    for _ in range(5):  # training forwards move the running statistics off their initial values
+        g(torch.randn(64, 2) * 3 + 1)
+    assert all(not torch.equal(m.running_mean, torch.zeros(16)) for m in norms)
+    g.eval()
+    z = torch.randn(1, 2)
+    one = g(z)  # eval mode: a sample does not depend on the rest of its batch
+    torch.testing.assert_close(g(torch.cat([z, torch.randn(7, 2)]))[:1], one)
+    g.save_pretrained(tmp_path)
+    loaded = VEEGANGenerator.from_pretrained(tmp_path).eval()
+    assert loaded.config.batch_norm is True and torch.equal(loaded(z), one)
+    with pytest.raises(TypeError, match="batch_norm='yes' must be true or false"):
+        VEEGANGenerator(batch_norm="yes")

@@ -42,7 +42,10 @@ NETWORKS: dict[str, type[nn.Module]] = {
 }
 NETWORK_LIBRARY = "veegan_hf.modeling_veegan"
 # config keys added after models were first saved, with the value that reproduces those models
-ADDED_CONFIG_KEYS: dict[str, dict[str, Any]] = {"VEEGANDiscriminator": {"spectral_norm": False}}
+ADDED_CONFIG_KEYS: dict[str, dict[str, Any]] = {
+    "VEEGANDiscriminator": {"spectral_norm": False},
+    "VEEGANGenerator": {"batch_norm": False},
+}
 MAX_JSON_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is not a config
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -274,3 +274,40 @@ def reconstruction_mse(real: torch.Tensor, reconstructed: torch.Tensor) -> float
         )
     difference = (real.double() - reconstructed.to(real.device).double()) / 2.0  # [-1, 1] -> [0, 1] units
     return float(difference.pow(2).mean())
+
+
+def hq_breakdown(samples: torch.Tensor, mixture: GaussianMixture) -> dict[str, float]:
+    r"""
+    Where the samples that miss HQ lie: too wide around a mode, or between modes.
+
+    With d the distance of a sample to its nearest mean and r* the HQ radius, the samples split into `hq_percent`
+    (d <= r*), `near_miss_percent` (r* < d <= 2 r*: a mode drawn too wide) and `between_modes_percent` (d > 2 r*: the
+    transitions a continuous G draws from one mode to the next). `width_ratio` is the root-mean-square d of the samples
+    within 2 r*, over the data's own, std * sqrt(noise_dim): 1 is a mode as wide as the data's, above 1 wider.
+
+    Args:
+        samples (`torch.Tensor` of shape `(num_samples, data_dim)`):
+            The generated samples.
+        mixture (`GaussianMixture`):
+            The dataset they should match, e.g. `data.get_mixture("grid")`.
+
+    Returns:
+        `dict[str, float]`: the three shares (they sum to 100) and `width_ratio` (NaN when no sample is within 2 r*).
+    """
+    _check_finite("samples", samples)
+    radius = high_quality_radius(mixture.std, mixture.noise_dim)
+    means = mixture.means.to(samples.device, torch.float64)
+    nearest = torch.cat(
+        [
+            torch.cdist(block.to(torch.float64), means, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+            for block in samples.split(_DISTANCE_BLOCK_ROWS)
+        ]
+    )  # (num_samples,)
+    near = nearest[nearest <= 2 * radius]
+    data_rms = mixture.std * math.sqrt(mixture.noise_dim)  # E[d^2] = std^2 * noise_dim for the data itself
+    return {
+        "hq_percent": 100.0 * float((nearest <= radius).double().mean()),
+        "near_miss_percent": 100.0 * float(((nearest > radius) & (nearest <= 2 * radius)).double().mean()),
+        "between_modes_percent": 100.0 * float((nearest > 2 * radius).double().mean()),
+        "width_ratio": float(near.square().mean().sqrt()) / data_rms if len(near) else math.nan,
+    }
