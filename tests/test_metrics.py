@@ -209,3 +209,18 @@ def test_hq_breakdown_splits_misses_into_wide_modes_and_transitions():
     assert both["hq_percent"] == pytest.approx(100 * (1 - math.exp(-9 / 8)) * 20000 / 20800, abs=1.0)
     assert sum(both[k] for k in ("hq_percent", "near_miss_percent", "between_modes_percent")) == pytest.approx(100)
     assert hq_breakdown(midpoints, ring)["width_ratio"] != hq_breakdown(midpoints, ring)["width_ratio"]  # NaN
+
+
+def test_hq_breakdown_script_prints_the_data_ceiling_then_each_run(tmp_path, capsys):
+    """`benchmarks/hq_breakdown.py`: the true mixture first (98.9% HQ, nothing between modes), then each model."""
+    from benchmarks import hq_breakdown as script
+    from tests.conftest import make_pipeline
+
+    make_pipeline("mlp-2d").save_pretrained(tmp_path)  # an untrained G: its samples sit near the origin
+    (tmp_path / "training_config.json").write_text('{"dataset_name": "ring"}')
+    assert script.main([str(tmp_path), "--num_samples", "2000"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == ["ring data", str(tmp_path)]
+    data, model = ([float(cell) for cell in r[1:]] for r in rows)
+    assert data[0] > 98 and data[2] == 0.0
+    assert model[2] == 100.0  # the ring's modes are at radius 2: the origin is between them
