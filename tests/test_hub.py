@@ -385,6 +385,11 @@ def test_missing_config_key(saved):
         VEEGAN.from_pretrained(saved)
 
 
+def test_config_saved_before_a_key_was_added_loads_with_the_old_behaviour(saved):
+    _edit_config(saved, lambda c: c.pop("batch_norm"))  # generators saved before batch_norm existed had none
+    assert VEEGAN.from_pretrained(saved).generator.config.batch_norm is False
+
+
 def test_invalid_config_value(saved):
     _edit_config(saved, lambda c: c.update(architecture="transformer"))
     with pytest.raises(ValueError, match=r"generator/config\.json holds an invalid value: architecture='transformer'"):
