@@ -208,7 +208,19 @@ def test_hq_breakdown_splits_misses_into_wide_modes_and_transitions():
     assert both["between_modes_percent"] == pytest.approx(100 * (800 + 20000 * math.exp(-36 / 8)) / 20800, abs=0.3)
     assert both["hq_percent"] == pytest.approx(100 * (1 - math.exp(-9 / 8)) * 20000 / 20800, abs=1.0)
     assert sum(both[k] for k in ("hq_percent", "near_miss_percent", "between_modes_percent")) == pytest.approx(100)
-    assert hq_breakdown(midpoints, ring)["width_ratio"] != hq_breakdown(midpoints, ring)["width_ratio"]  # NaN
+    # RMS of a 2-D Gaussian of twice the std, cut at 6 std: sqrt(E[d^2 | d <= 6 std]) = 2.756 std, over sqrt(2) std
+    assert both["width_ratio"] == pytest.approx(1.95, abs=0.03)
+    assert math.isnan(hq_breakdown(midpoints, ring)["width_ratio"])  # no sample near a mode
+
+
+def test_hq_breakdown_refuses_overlapping_modes_and_bad_shapes():
+    mixture = get_mixture("synthetic1200")  # means closer than the HQ radius: "between modes" has no meaning
+    with pytest.raises(ValueError, match="synthetic1200: modes .* apart, within 4 r"):
+        hq_breakdown(mixture.sample(10, generator=torch.Generator().manual_seed(0)), mixture)
+    with pytest.raises(ValueError, match=r"differ in data_dim \(3 vs 2\)"):
+        hq_breakdown(torch.zeros(4, 3), get_mixture("ring"))
+    with pytest.raises(ValueError, match=r"num_samples > 0"):
+        hq_breakdown(torch.zeros(0, 2), get_mixture("ring"))
 
 
 def test_hq_breakdown_script_prints_the_data_ceiling_then_each_run(tmp_path, capsys):

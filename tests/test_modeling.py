@@ -133,3 +133,19 @@ def test_batch_norm_mlp_generator_samples_with_running_statistics_and_round_trip
     assert loaded.config.batch_norm is True and torch.equal(loaded(z), one)
     with pytest.raises(TypeError, match="batch_norm='yes' must be true or false"):
         VEEGANGenerator(batch_norm="yes")
+    with pytest.raises(ValueError, match="batch_norm=True applies to the mlp generator only"):
+        VEEGANGenerator(architecture="dcgan", image_size=28, num_channels=1, batch_norm=True)
+
+
+def test_generator_batch_norm_option_reaches_the_mlp_generator_and_is_refused_for_images():
+    from veegan_hf.training import ConfigError, parse_config
+    from veegan_hf.training.networks import build_networks
+    from veegan_hf.training.sources import resolve_data
+
+    argv = ["--dataset_name", "ring", "--generator_batch_norm", "--hidden_dim", "8", "--num_hidden_layers", "3"]
+    generator, reconstructor, _ = build_networks(resolve_data(parse_config(argv))[0])
+    assert generator.config.batch_norm is True
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in generator.modules()) == 3
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in reconstructor.modules())  # F sees real and fake
+    with pytest.raises(ConfigError, match="--generator_batch_norm applies to the mlp generator of vector data"):
+        resolve_data(parse_config(["--dataset_name", "mnist", "--generator_batch_norm"]))

@@ -74,6 +74,19 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name} of shape {tuple(tensor.shape)} holds {bad} NaN or infinite values.")
 
 
+def _check_samples(samples: torch.Tensor, means: torch.Tensor) -> None:
+    if samples.ndim != 2 or samples.shape[0] == 0:
+        raise ValueError(f"Expected samples of shape (num_samples > 0, data_dim), got {tuple(samples.shape)}.")
+    if means.ndim != 2 or means.shape[0] == 0:
+        raise ValueError(f"Expected means of shape (num_modes > 0, data_dim), got {tuple(means.shape)}.")
+    if samples.shape[1] != means.shape[1]:
+        raise ValueError(
+            f"samples of shape {tuple(samples.shape)} and means of shape {tuple(means.shape)} differ in "
+            f"data_dim ({samples.shape[1]} vs {means.shape[1]})."
+        )
+    _check_finite("samples", samples)
+
+
 def mixture_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, noise_dim: int) -> dict[str, float]:
     r"""
     Scores samples against a Gaussian mixture: modes captured, HQ %, and reverse KL.
@@ -111,16 +124,7 @@ def mixture_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, nois
 
     ```
     """
-    if samples.ndim != 2 or samples.shape[0] == 0:
-        raise ValueError(f"Expected samples of shape (num_samples > 0, data_dim), got {tuple(samples.shape)}.")
-    if means.ndim != 2 or means.shape[0] == 0:
-        raise ValueError(f"Expected means of shape (num_modes > 0, data_dim), got {tuple(means.shape)}.")
-    if samples.shape[1] != means.shape[1]:
-        raise ValueError(
-            f"samples of shape {tuple(samples.shape)} and means of shape {tuple(means.shape)} differ in "
-            f"data_dim ({samples.shape[1]} vs {means.shape[1]})."
-        )
-    _check_finite("samples", samples)
+    _check_samples(samples, means)
     radius = high_quality_radius(std, noise_dim)
     num_samples, num_modes = samples.shape[0], means.shape[0]
     means = means.to(samples.device, torch.float64)
@@ -283,7 +287,11 @@ def hq_breakdown(samples: torch.Tensor, mixture: GaussianMixture) -> dict[str, f
     With d the distance of a sample to its nearest mean and r* the HQ radius, the samples split into `hq_percent`
     (d <= r*), `near_miss_percent` (r* < d <= 2 r*: a mode drawn too wide) and `between_modes_percent` (d > 2 r*: the
     transitions a continuous G draws from one mode to the next). `width_ratio` is the root-mean-square d of the samples
-    within 2 r*, over the data's own, std * sqrt(noise_dim): 1 is a mode as wide as the data's, above 1 wider.
+    within 2 r*, over the data's own, std * sqrt(noise_dim): 1 is a mode as wide as the data's, above 1 a mode wider
+    or off its mean (d cannot tell the two apart). The 2 r* cut caps it (at 6 / sqrt(2) = 4.24 in 2-D).
+
+    The split needs modes more than 4 r* apart, so that a sample halfway between two modes lies beyond 2 r* of both:
+    true of `ring` and `grid`, not of `synthetic1200` (its means are closer than r*), which is refused.
 
     Args:
         samples (`torch.Tensor` of shape `(num_samples, data_dim)`):
@@ -294,9 +302,15 @@ def hq_breakdown(samples: torch.Tensor, mixture: GaussianMixture) -> dict[str, f
     Returns:
         `dict[str, float]`: the three shares (they sum to 100) and `width_ratio` (NaN when no sample is within 2 r*).
     """
-    _check_finite("samples", samples)
+    _check_samples(samples, mixture.means)
     radius = high_quality_radius(mixture.std, mixture.noise_dim)
     means = mixture.means.to(samples.device, torch.float64)
+    gaps = torch.cdist(means, means) + torch.diag(torch.full((len(means),), math.inf, dtype=torch.float64))
+    if len(means) > 1 and gaps.min() <= 4 * radius:
+        raise ValueError(
+            f"{mixture.name}: modes {gaps.min():.3g} apart, within 4 r* = {4 * radius:.3g}: a sample between two modes "
+            "would count as HQ or as a near miss. hq_breakdown splits well-separated mixtures only (ring, grid)."
+        )
     nearest = torch.cat(
         [
             torch.cdist(block.to(torch.float64), means, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values

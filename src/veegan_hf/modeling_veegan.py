@@ -34,7 +34,8 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
             as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
         activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
         batch_norm (`bool`, *optional*, defaults to `False`): BatchNorm after each hidden layer of the MLP, as in
-            PacGAN's 2-D generator (the DCGAN generator always has it). Samples use the running statistics.
+            PacGAN's 2-D generator; `"mlp"` only (the DCGAN generator always has it). Samples use the running
+            statistics.
 
     Example:
 
@@ -77,6 +78,11 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
             activation=activation,
             batch_norm=batch_norm,
         )
+        if batch_norm and architecture != "mlp":
+            raise ValueError(
+                f"batch_norm=True applies to the mlp generator only; architecture={architecture!r} always has "
+                "BatchNorm. Leave batch_norm False."
+            )
         in_dim = latent_dim + extra_noise_dim
         if architecture == "mlp":
             self.net = mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation, batch_norm)

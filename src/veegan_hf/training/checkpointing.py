@@ -50,6 +50,7 @@ ARCHITECTURE_OPTIONS = (
     "discriminator_spectral_norm",
     "extra_noise_dim",
     "activation",
+    "generator_batch_norm",
     "resolution",
     "num_channels",
     "pack_size",

@@ -53,7 +53,9 @@ class TrainingConfig:
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
     activation: str = "relu"  # G and F hidden activation
-    generator_batch_norm: bool = False  # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never
+    # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never. Per-process statistics under DDP, and
+    # an EMA generator takes the raw one's running statistics, as for the dcgan G
+    generator_batch_norm: bool = False
 
     # objective
     objective: str = "veegan"  # veegan | gan | ali | unrolled | pacgan: the baselines share the networks
@@ -313,6 +315,11 @@ def _validate_data_options(config: TrainingConfig) -> None:
             )
     elif config.architecture == "mlp":
         raise ConfigError(f"--dataset_name {config.data_source!r} holds images: use --architecture dcgan (or omit it).")
+    if config.generator_batch_norm and (spec is None or spec.kind != "mixture"):
+        raise ConfigError(
+            "--generator_batch_norm applies to the mlp generator of vector data; the dcgan generator always has "
+            "BatchNorm. Drop it."
+        )
     if spec is not None and spec.kind == "digits":
         if config.resolution is not None and config.resolution not in spec.resolutions:
             raise ConfigError(f"--resolution {config.resolution}: the digit datasets come at {spec.resolutions}.")
