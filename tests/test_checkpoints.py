@@ -64,11 +64,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert run(*common, "--max_train_steps", "10") == 0
     before = weights(out / "checkpoint-10" / "pipeline")
     (out / "model_index.json").unlink()
-    # lambda = 1e39 overflows float32: the loss is Inf from the first resumed step
-    assert (
-        run(*common, "--max_train_steps", "20", "--resume_from_checkpoint", "latest", "--reconstruction_weight", "1e39")
-        == 1
-    )
+    # lambda * ||z - F(G(z))||^2 = 1e38 * ~4 overflows float32: the loss is Inf from the first resumed step
+    overflow = ["--reconstruction_weight", "1e38", "--reconstruction_weight_schedule", "constant"]
+    assert run(*common, "--max_train_steps", "20", "--resume_from_checkpoint", "latest", *overflow) == 1
     err = capsys.readouterr().err
     assert "NaN or Inf by step 15" in err and "checkpoint-10, is kept" in err
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
