@@ -8,7 +8,13 @@ import torch.nn.functional as nnf
 
 from tests.conftest import make_pipeline
 from veegan_hf import VEEGANDiscriminator
-from veegan_hf.losses import adversarial_generator_loss, discriminator_loss, generator_loss, reconstruction_loss
+from veegan_hf.losses import (
+    adversarial_generator_loss,
+    discriminator_loss,
+    generator_loss,
+    reconstruction_loss,
+    sample_reconstruction_loss,
+)
 from veegan_hf.objectives import LossOptions, Networks, veegan_losses
 
 
@@ -74,6 +80,29 @@ def test_generator_gradient_equals_algorithm_1(family="mlp-2d"):
     reference = pipe.discriminator(fake, latents).mean() + (latents - pipe.reconstructor(fake)).pow(2).sum(1).mean()
     expected = torch.autograd.grad(reference, list(pipe.generator.parameters()))
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, expected))
+
+
+@pytest.mark.parametrize("family", ["mlp-2d", "dcgan-28-1"])
+def test_data_reconstruction_adds_mu_times_the_cycle_loss_to_g_and_f_only(family):
+    """mu > 0: G's loss gains mu * mean (x - G(F(x)))^2, which trains G and F and never D; D's loss is unchanged."""
+    pipe = make_pipeline(family)
+    pipe.generator.eval(), pipe.reconstructor.eval()  # BatchNorm on running statistics: one batch or two agree
+    real = pipe(batch_size=4, output_type="pt").samples.detach()
+    real = real * 2 - 1 if pipe.is_image_model else real
+    latents = torch.randn(4, pipe.latent_dim)
+    args = (Networks(pipe.generator, pipe.reconstructor, pipe.discriminator), real, latents)
+    base = veegan_losses(*args, LossOptions(noise_std=0.0))
+    mu = 2.5
+    cycled = veegan_losses(*args, LossOptions(noise_std=0.0, data_reconstruction_weight=mu))
+    expected = (real - pipe.generator(pipe.reconstructor(real))).pow(2).mean()
+    assert sample_reconstruction_loss(real, real).item() == 0.0
+    assert torch.allclose(cycled.generator - base.generator, mu * expected, atol=1e-5)
+    assert torch.allclose(cycled.discriminator, base.discriminator, atol=1e-6)
+    g = _grad_norms(cycled.generator, pipe)
+    assert g["generator"] > 0 and g["reconstructor"] > 0 and g["discriminator"] == 0
+    # the cycle term alone (the difference of the two losses) reaches F through G(F(x)), and G
+    c = _grad_norms(cycled.generator - base.generator, pipe)
+    assert c["generator"] > 0 and c["reconstructor"] > 0 and c["discriminator"] == 0
 
 
 def test_noise_std_zero_gives_deterministic_real_pairs():

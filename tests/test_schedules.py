@@ -136,9 +136,14 @@ def test_a_shared_preset_runs_every_objective(tmp_path):
     """A preset holding VEEGAN's lambda schedule also runs the baselines (only --objective differs): the option
     falls back to its default for an objective without a reconstruction term, and stays for VEEGAN."""
     preset = tmp_path / "shared.yaml"
-    preset.write_text("dataset_name: ring\nreconstruction_weight_schedule: linear\nsymmetric_latent_noise: true\n")
+    preset.write_text(
+        "dataset_name: ring\nreconstruction_weight_schedule: linear\nsymmetric_latent_noise: true\n"
+        "data_reconstruction_weight: 2.0\n"
+    )
     veegan = parse_config(["--config", str(preset)])
     assert veegan.reconstruction_weight_schedule == "linear" and veegan.symmetric_latent_noise
+    assert veegan.data_reconstruction_weight == 2.0
     for objective in ("gan", "ali", "pacgan", "unrolled"):
         config = parse_config(["--config", str(preset), "--objective", objective])
         assert config.reconstruction_weight_schedule == "constant" and not config.symmetric_latent_noise
+        assert config.data_reconstruction_weight == 0.0

@@ -148,6 +148,21 @@ def test_compile_trains_the_same_networks(tmp_path, objective):
         torch.testing.assert_close(outputs["true"][name], eager, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_the_data_cycle_term_trains_and_is_recorded(tmp_path):
+    """--data_reconstruction_weight mu: the same seed's networks move differently from Algorithm 1's, and mu is kept."""
+    outputs = {}
+    for mu in ("0", "5"):
+        out = tmp_path / mu
+        args = ("--dataset_name", "grid", "--max_train_steps", "5", "--use_ema", "false", "--eval_at_end", "false")
+        assert run(*args, "--data_reconstruction_weight", mu, "--output_dir", str(out)) == 0
+        outputs[mu] = weights(out)
+    recorded = json.loads((tmp_path / "5" / "training_config.json").read_text())
+    assert recorded["data_reconstruction_weight"] == 5.0
+    assert outputs["0"].keys() == outputs["5"].keys()
+    moved = [name for name in outputs["0"] if not torch.equal(outputs["0"][name], outputs["5"][name])]
+    assert any(name.startswith("reconstructor.") for name in moved)
+
+
 def _write_images(folder: Path, count: int) -> None:
     """Mixed modes on purpose: RGBA, grayscale and RGB of odd sizes."""
     folder.mkdir(parents=True)

@@ -82,6 +82,20 @@ def reconstruction_loss(latents: torch.Tensor, reconstructed_latents: torch.Tens
     return (latents - reconstructed_latents).pow(2).sum(dim=1).mean()
 
 
+def sample_reconstruction_loss(samples: torch.Tensor, reconstructed_samples: torch.Tensor) -> torch.Tensor:
+    r"""
+    The autoencoder loss on the data, ||x - G(F(x))||^2: the cycle term of ALICE (Li et al., 2017), optional.
+
+    Averaged over sample elements and the batch, so that its weight does not depend on the resolution.
+
+    Args:
+        samples (`torch.Tensor` of shape `(batch, *sample_shape)`): x.
+        reconstructed_samples (`torch.Tensor` of shape `(batch, *sample_shape)`): G(F(x)).
+    """
+    # mean over elements of (x - G(F(x)))^2
+    return (samples - reconstructed_samples).pow(2).mean()
+
+
 def adversarial_generator_loss(fake_logits: torch.Tensor, form: str = "paper") -> torch.Tensor:
     r"""
     The generator's adversarial term.

@@ -39,6 +39,7 @@ from .losses import (
     pack,
     r1_penalty,
     reconstruction_loss,
+    sample_reconstruction_loss,
 )
 
 
@@ -57,6 +58,8 @@ class LossOptions:
         discriminator_loss_form (`str`): D's loss, `"logistic"` or `"hinge"`; every objective.
         r1_weight (`float`): gamma of the R1 penalty on D's data inputs; every objective.
         symmetric_latent_noise (`bool`): the generated pair's code gets the data pair's noise too; `veegan` only.
+        data_reconstruction_weight (`float`): mu on ||x - G(F(x))||^2 in G's and F's loss, 0 for Algorithm 1;
+            `veegan` only.
     """
 
     noise_std: float = 1.0
@@ -68,6 +71,7 @@ class LossOptions:
     discriminator_loss_form: str = "logistic"
     r1_weight: float = 0.0
     symmetric_latent_noise: bool = False
+    data_reconstruction_weight: float = 0.0
 
 
 class Networks(NamedTuple):
@@ -174,17 +178,25 @@ def veegan_losses(
             `discriminator_loss_form`, `r1_weight`, and `symmetric_latent_noise`: D also sees the generated pair's code
             with the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the
             codes of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving
-            both joints with one noise kernel keeps their divergence zero exactly when they match.
+            both joints with one noise kernel keeps their divergence zero exactly when they match. With
+            `data_reconstruction_weight` mu > 0, G and F also minimize mu * ||x - G(F(x))||^2: a dense, supervised
+            signal on the data that teaches G to draw it long before the adversarial term does.
     """
     generator, reconstructor, discriminator, _ = networks
-    batch = real_samples.shape[0]
-    fake_samples = generator(latents)  # (batch, *sample_shape), trains gamma
-    # One F forward on real and fake: F(x) for the data pairs, F(G(z)) for the reconstruction term.
-    both_latents = reconstructor(torch.cat([real_samples, fake_samples]))  # (2 * batch, latent_dim)
-    real_means, reconstructed_latents = both_latents[:batch], both_latents[batch:]
+    batch, o, pack_size = real_samples.shape[0], options, options.pack_size
+    if o.data_reconstruction_weight > 0:
+        # F(x) first, so one G forward decodes both z and F(x): (2 * batch, *sample_shape)
+        real_means = reconstructor(real_samples)  # (batch, latent_dim), trains theta through G(F(x))
+        both_samples = generator(torch.cat([latents, real_means]))
+        fake_samples, cycled_samples = both_samples[:batch], both_samples[batch:]
+        reconstructed_latents = reconstructor(fake_samples)  # (batch, latent_dim)
+    else:
+        fake_samples = generator(latents)  # (batch, *sample_shape), trains gamma
+        # One F forward on real and fake: F(x) for the data pairs, F(G(z)) for the reconstruction term.
+        both_latents = reconstructor(torch.cat([real_samples, fake_samples]))  # (2 * batch, latent_dim)
+        real_means, reconstructed_latents = both_latents[:batch], both_latents[batch:]
     # z_g ~ N(F(x), noise_std^2 I); detached because line 7 updates omega only. The noise is what keeps D from telling
     # data pairs by z alone (F(x) lies on a data_dim-dimensional manifold inside latent space).
-    o, pack_size = options, options.pack_size
     real_latents = _noisy(real_means.detach(), o.noise_std)
 
     # Packed per side (a pack never mixes generated and data pairs): (num, pack_size * dim) each
@@ -201,6 +213,9 @@ def veegan_losses(
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
     # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
     g_loss = generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss)
+    if o.data_reconstruction_weight > 0:
+        # + mu * ||x - G(F(x))||^2: trains gamma and theta on the data itself (ALICE's cycle term, Li et al., 2017)
+        g_loss = g_loss + o.data_reconstruction_weight * sample_reconstruction_loss(real_samples, cycled_samples)
     zero = d_loss.new_zeros(())
     return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[num:], fake_logits=logits[:num])
 
@@ -306,6 +321,7 @@ OBJECTIVES: dict[str, Objective] = {
             "adversarial_loss",
             "pack_size",
             "symmetric_latent_noise",
+            "data_reconstruction_weight",
         ),
     ),
     "gan": Objective(gan_losses, joint=False, pack_option=None, compiles=True, options=_D_OPTIONS),

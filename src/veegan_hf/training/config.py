@@ -63,6 +63,7 @@ class TrainingConfig:
     discriminator_loss: str = "logistic"  # "logistic" (Algorithm 1) or "hinge"; gan-family G losses follow it
     r1_weight: float = 0.0  # gamma of the R1 penalty on D's data inputs (0: off); needs a double backward
     reconstruction_weight: float = 1.0  # lambda on ||z - F(G(z))||^2; the paper's is 1
+    data_reconstruction_weight: float = 0.0  # veegan: mu on ||x - G(F(x))||^2, an x-space cycle term (0: Algorithm 1)
     reconstruction_weight_schedule: str = "constant"  # veegan: "lr" scales lambda by the lr schedule; "linear": below
     reconstruction_weight_decay_start: float = 0.5  # "linear": lambda falls from here (a fraction of the run) ...
     reconstruction_weight_decay_end: float = 1.0  # ... to 0 here, and stays 0 to the end
@@ -135,6 +136,11 @@ OBJECTIVE_SPECIFIC = {
         "--reconstruction_weight_schedule {value} schedules VEEGAN's lambda; --objective {objective} has no "
         "reconstruction term. Drop the option.",
     ),
+    "data_reconstruction_weight": (
+        "data_reconstruction_weight",
+        "--data_reconstruction_weight {value} weighs VEEGAN's x-space cycle term; --objective {objective} has no "
+        "reconstruction term. Drop the option.",
+    ),
     "symmetric_latent_noise": (
         "symmetric_latent_noise",
         "--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
@@ -166,7 +172,8 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "reconstructor_noise_std": (0, 100),
     "discriminator_sample_scale": (1e-6, 1e6),
     "r1_weight": (0, None),
-    "reconstruction_weight": (0, 1e38),  # a scheduled lambda lives in a float32 tensor: more would not fit
+    "reconstruction_weight": (0, 1e38),
+    "data_reconstruction_weight": (0, 1e38),  # a scheduled lambda lives in a float32 tensor: more would not fit
     "unrolled_steps": (1, 100),
     "train_batch_size": (1, 1 << 20),
     "max_train_steps": (1, 1 << 40),

@@ -176,6 +176,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         discriminator_loss_form=config.discriminator_loss,
         r1_weight=config.r1_weight,
         symmetric_latent_noise=config.symmetric_latent_noise,
+        data_reconstruction_weight=config.data_reconstruction_weight,
     )
 
     networks = Networks(generator, reconstructor, discriminator, raw["discriminator"])
