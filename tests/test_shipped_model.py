@@ -32,6 +32,7 @@ def test_shipped_card_carries_the_recorded_evaluation():
     assert values["Smallest mode's share of the samples"] == recorded["digit_share_min"]
     assert recorded["modes_covered"] == recorded["num_modes"] == 10
     assert card.data.library_name == "veegan-hf" and "veegan" in card.data.tags
+    assert card.data.datasets == ["ylecun/mnist"]  # the standard key, as a card saved now writes it
     assert (SHIPPED / "samples.png").is_file() and "![samples](samples.png)" in card.text
 
 

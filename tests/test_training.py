@@ -163,6 +163,18 @@ def test_the_data_cycle_term_trains_and_is_recorded(tmp_path):
     assert any(name.startswith("reconstructor.") for name in moved)
 
 
+def test_max_train_seconds_stops_on_time_between_logging_steps(tmp_path):
+    """One process checks its clock every step: a 1.5 s budget ends near 1.5 s, not at the next logging step."""
+    out = tmp_path / "o"
+    args = ("--dataset_name", "grid", "--max_train_steps", "10000000", "--max_train_seconds", "1.5")
+    quiet = ("--logging_steps", "5000000", "--validation_steps", "5000000", "--eval_at_end", "false")
+    assert run(*args, *quiet, "--output_dir", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train/stopped_by_time"] is True
+    assert 0 < metrics["train/steps"] < 10_000_000
+    assert 1.5 <= metrics["train/wall_seconds"] < 4.0, metrics["train/wall_seconds"]
+
+
 def _write_images(folder: Path, count: int) -> None:
     """Mixed modes on purpose: RGBA, grayscale and RGB of odd sizes."""
     folder.mkdir(parents=True)

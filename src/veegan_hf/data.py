@@ -27,6 +27,7 @@ class BuiltinDataset:
         num_channels (`int`, *optional*): the image channels of digit data (one digit per channel).
         resolutions (`tuple[int, ...]`): the image sizes the digits come at (28, or 32 padded).
         description (`str`): one line for the model card.
+        hub_dataset (`str`, *optional*): the Hub dataset the data is drawn from, for the card's `datasets` key.
     """
 
     kind: str
@@ -36,16 +37,20 @@ class BuiltinDataset:
     num_channels: int | None = None
     resolutions: tuple[int, ...] = ()
     description: str = ""
+    hub_dataset: str | None = None
 
 
+_MNIST = "ylecun/mnist"  # the digits are MNIST's: the card's `datasets` key names it on the Hub
 _DIGITS = (28, 32)  # the digits' sizes: 28 as drawn, 32 padded with background for 4x4-based DCGANs
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     "ring": BuiltinDataset("mixture", 8, 2500, data_dim=2, description="8 Gaussians on a ring of radius 2, std 0.02"),
     "grid": BuiltinDataset("mixture", 25, 2500, data_dim=2, description="25 Gaussians on a 5x5 grid, std 0.05"),
     "synthetic1200": BuiltinDataset("mixture", 10, 2500, data_dim=1200, description="10 Gaussians in 1200-D"),
-    "mnist": BuiltinDataset("digits", 10, 10000, num_channels=1, resolutions=_DIGITS, description="MNIST digits"),
+    "mnist": BuiltinDataset(
+        "digits", 10, 10000, num_channels=1, resolutions=_DIGITS, description="MNIST digits", hub_dataset=_MNIST
+    ),
     "stacked_mnist": BuiltinDataset(
-        "digits", 1000, 26000, num_channels=3, resolutions=_DIGITS, description="Stacked MNIST"
+        "digits", 1000, 26000, num_channels=3, resolutions=_DIGITS, description="Stacked MNIST", hub_dataset=_MNIST
     ),
 }
 MIXTURE_NAMES = tuple(name for name, spec in BUILTIN_DATASETS.items() if spec.kind == "mixture")

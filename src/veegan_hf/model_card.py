@@ -243,6 +243,16 @@ def _dataset_record(dataset: DatasetInfo) -> dict[str, str]:
     return record
 
 
+def _hub_datasets(dataset: DatasetInfo | None) -> list[str] | None:
+    """The standard `datasets` key: Hub ids only, a Hub dataset's own or the one a built-in is drawn from."""
+    if dataset is None:
+        return None
+    if dataset.source == "hub":
+        return [dataset.name]
+    spec = BUILTIN_DATASETS.get(dataset.name) if dataset.source == "builtin" else None
+    return [spec.hub_dataset] if spec is not None and spec.hub_dataset else None
+
+
 def _title(repo_id: str | None, dataset: DatasetInfo | None, kind: str) -> str:
     """ "veegan-ring" or "VEEGAN: ring-model" from a repo id, else "VEEGAN on MNIST digits", else the model kind."""
     repo_name = (repo_id or "").strip("/").split("/")[-1]
@@ -309,7 +319,7 @@ def create_model_card(
         license="mit",
         tags=tags,
         pipeline_tag="unconditional-image-generation" if is_image else None,
-        datasets=[dataset.name] if dataset is not None and dataset.source == "hub" else None,
+        datasets=_hub_datasets(dataset),
         model_name=title,
         eval_results=eval_results or None,
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),

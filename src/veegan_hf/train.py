@@ -63,6 +63,9 @@ def _shutdown_distributed() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parses `argv` (default: `sys.argv[1:]`), trains, and returns the exit status."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # Accelerate logs seven lines per checkpoint, naming the temporary folder; the loop logs one, naming the final one
+    for name in ("accelerate.accelerator", "accelerate.checkpointing"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     _exit_with_launcher()
     rank = int(os.environ.get("RANK", "0"))
     try:

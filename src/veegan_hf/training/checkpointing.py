@@ -212,6 +212,7 @@ def save_checkpoint(
         if final.exists():
             _delete_checkpoint(final)
         os.replace(partial, final)
+        logger.info("saved %s", final)
         if limit is not None:
             for old in list_checkpoints(output_dir)[:-limit]:
                 _delete_checkpoint(old)

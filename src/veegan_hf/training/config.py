@@ -343,6 +343,8 @@ def resolved_record(config: TrainingConfig, **derived: Any) -> dict[str, Any]:
 
     commit = git_commit()
     record = {k: v for k, v in dataclasses.asdict(config).items() if k != "hub_token"}
+    if config.train_data_dir is not None:  # the folder is the data: the unused default would name another dataset
+        record["dataset_name"] = None
     return {
         **record,
         **derived,

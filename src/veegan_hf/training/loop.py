@@ -267,9 +267,10 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             train_seconds = validation_start - start_time - validation_seconds
             history.append({"step": step, "train_seconds": round(train_seconds, 3), **scores})
             validation_seconds += time.perf_counter() - validation_start
+        # one process reads its own clock every step; several agree on it (a collective) at logging steps only
         if (
             config.max_train_seconds
-            and step % config.logging_steps == 0
+            and (accelerator.num_processes == 1 or step % config.logging_steps == 0)
             and _out_of_time(accelerator, start_time, config)
         ):
             stopped_by_time = True
@@ -330,10 +331,10 @@ def _contexts(*managers):
 
 def _out_of_time(accelerator, start_time: float, config: TrainingConfig) -> bool:
     """Has the run used its --max_train_seconds? Every rank gets the main process's answer, so all stop together."""
-    over = torch.tensor(float(time.perf_counter() - start_time >= config.max_train_seconds), device=accelerator.device)
-    if accelerator.num_processes > 1:
-        over = accelerator.reduce(over, reduction="max")
-    return bool(over.item())
+    over = time.perf_counter() - start_time >= config.max_train_seconds
+    if accelerator.num_processes == 1:
+        return over  # the host clock alone: no device tensor, no sync
+    return bool(accelerator.reduce(torch.tensor(float(over), device=accelerator.device), reduction="max").item())
 
 
 def _diverged(running: dict[str, torch.Tensor] | None) -> bool:
