@@ -172,8 +172,8 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "reconstructor_noise_std": (0, 100),
     "discriminator_sample_scale": (1e-6, 1e6),
     "r1_weight": (0, None),
-    "reconstruction_weight": (0, 1e38),
-    "data_reconstruction_weight": (0, 1e38),  # a scheduled lambda lives in a float32 tensor: more would not fit
+    "reconstruction_weight": (0, 1e38),  # a scheduled lambda lives in a float32 tensor: more would not fit
+    "data_reconstruction_weight": (0, 1e38),  # mu scales a float32 loss, like lambda
     "unrolled_steps": (1, 100),
     "train_batch_size": (1, 1 << 20),
     "max_train_steps": (1, 1 << 40),
