@@ -179,8 +179,8 @@ def veegan_losses(
             with the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the
             codes of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving
             both joints with one noise kernel keeps their divergence zero exactly when they match. With
-            `data_reconstruction_weight` mu > 0, G and F also minimize mu * ||x - G(F(x))||^2: a dense, supervised
-            signal on the data that teaches G to draw it long before the adversarial term does.
+            `data_reconstruction_weight` mu > 0, G and F also minimize mu * ||x - G(F(x))||^2, a supervised signal on
+            the data itself (benchmarks/README.md: a small gain on digits, mode collapse on the 2-D mixtures).
     """
     generator, reconstructor, discriminator, _ = networks
     batch, o, pack_size = real_samples.shape[0], options, options.pack_size
