@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import torch
 from safetensors.torch import load_file
 
@@ -41,3 +43,14 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
     return env
+
+
+def write_images(folder: Path, count: int) -> None:
+    """Mixed modes on purpose: RGBA, grayscale and RGB of odd sizes."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        mode, size = [("RGBA", (40, 30)), ("L", (20, 20)), ("RGB", (64, 48))][i % 3]
+        channels = {"RGBA": 4, "L": 1, "RGB": 3}[mode]
+        arr = rng.integers(0, 255, (size[1], size[0], channels), dtype=np.uint8)
+        PIL.Image.fromarray(arr[..., 0] if channels == 1 else arr, mode).save(folder / f"{i}.png")

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .card_datasets import DatasetInfo, describe_dataset, last_component
 from .data import BUILTIN_DATASETS
 from .plotting import GRID_SAMPLES, SCATTER_SAMPLES, is_2d_mixture
 
@@ -49,95 +49,9 @@ LEGACY_DATASET_KEY = "training_dataset"  # written by earlier versions, sometime
 PATH_OPTIONS = frozenset(
     {"output_dir", "train_data_dir", "dataset_name", "cache_dir", "resume_from_checkpoint", "logging_dir"}
 )
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
 # an absolute POSIX, home or Windows path inside a longer string, e.g. "--output_dir /tmp/run" or "x=C:\data\faces";
 # the look-behind skips the "//host/..." of a URL and the second half of a Hub id
 _EMBEDDED_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[/\\][^\s\"'`,;()\[\]{}]+")
-
-
-# ---------------------------------------------------------------------------------------------------- datasets
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the card may say about the training data.
-
-    Attributes:
-        source (`str`): `"builtin"`, `"hub"` (an `org/name` Hub dataset id), `"local"` (a folder on the training
-            machine) or `"named"` (any other name, such as a legacy Hub id without an org).
-        name (`str`): the name shown: the built-in key, the Hub id, a local folder's last path component.
-        description (`str`): the built-in dataset's one-line description; empty otherwise.
-    """
-
-    source: str
-    name: str
-    description: str = ""
-
-    @property
-    def phrase(self) -> str:
-        """The data in a sentence: "on `ring` (8 Gaussians ...)", "on a local image folder (`faces`)"."""
-        if self.source == "builtin":
-            return f"`{self.name}` ({self.description})"
-        if self.source == "hub":
-            return f"[`{self.name}`](https://huggingface.co/datasets/{self.name})"
-        if self.source == "local":
-            return f"a local image folder (`{self.name}`)"
-        return f"`{self.name}`"
-
-    @property
-    def short(self) -> str:
-        """The data in a title: the built-in description, or the name."""
-        if self.source == "builtin":
-            return self.description
-        if self.source == "local":
-            return f"a local image folder ({self.name})"
-        return self.name
-
-    @property
-    def dataset_name(self) -> str:
-        """The value `read_model_card_metadata` hands back: a local folder stays recognisably local ("./faces"), so
-        that a re-save neither calls it a Hub dataset nor mistakes a folder named "mnist" for the built-in one."""
-        return f"./{self.name}" if self.source == "local" else self.name
-
-
-def _last_component(path: str) -> str:
-    """`/tmp/run/faces/` -> `faces`; POSIX and Windows separators both count."""
-    parts = [part for part in re.split(r"[/\\]+", path.strip()) if part]
-    return parts[-1] if parts else ""
-
-
-def _looks_like_path(text: str) -> bool:
-    """True for what can only be a filesystem path: absolute, home-relative, explicitly relative, or 2+ separators."""
-    return (
-        text.startswith(("/", "\\", "~", "./", "../", ".\\", "..\\"))
-        or bool(re.match(r"^[A-Za-z]:[/\\]", text))
-        or "\\" in text
-        or text.count("/") > 1
-    )
-
-
-def describe_dataset(dataset_name: str | None) -> DatasetInfo | None:
-    r"""
-    Classifies the training data named by `dataset_name`, as the card shows it.
-
-    Args:
-        dataset_name (`str`, *optional*): a built-in dataset (`veegan_hf.data.BUILTIN_DATASETS`), a Hub dataset id
-            (`org/name`), or a local folder (the `--train_data_dir` of a run).
-
-    Returns:
-        `DatasetInfo` or `None`: `None` when no dataset is named.
-    """
-    if dataset_name is None or not str(dataset_name).strip():
-        return None
-    text = str(dataset_name).strip()
-    if text in BUILTIN_DATASETS:
-        return DatasetInfo("builtin", text, BUILTIN_DATASETS[text].description)
-    # an existing folder wins over the Hub: training read the data from it
-    if _looks_like_path(text) or Path(text).expanduser().exists():
-        return DatasetInfo("local", _last_component(text) or "data")
-    if _HUB_ID.match(text):
-        return DatasetInfo("hub", text)
-    return DatasetInfo("named", text)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -176,7 +90,7 @@ def _card_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
 
 def _scrub_text(text: str) -> str:
     """Every absolute path inside `text` replaced by its last component."""
-    return _EMBEDDED_PATH.sub(lambda match: _last_component(match.group(0)) or match.group(0), text)
+    return _EMBEDDED_PATH.sub(lambda match: last_component(match.group(0)) or match.group(0), text)
 
 
 def _scrub_command(command: str) -> str:
@@ -219,7 +133,7 @@ def scrub_option(key: str, value: Any) -> Any:
         info = describe_dataset(value)
         return info.name if info is not None else value
     if key in PATH_OPTIONS and ("/" in value or "\\" in value):
-        return _last_component(value)
+        return last_component(value)
     return _scrub_text(value)
 
 
@@ -241,16 +155,6 @@ def _dataset_record(dataset: DatasetInfo) -> dict[str, str]:
     if dataset.description:
         record["description"] = dataset.description
     return record
-
-
-def _hub_datasets(dataset: DatasetInfo | None) -> list[str] | None:
-    """The standard `datasets` key: Hub ids only, a Hub dataset's own or the one a built-in is drawn from."""
-    if dataset is None:
-        return None
-    if dataset.source == "hub":
-        return [dataset.name]
-    spec = BUILTIN_DATASETS.get(dataset.name) if dataset.source == "builtin" else None
-    return [spec.hub_dataset] if spec is not None and spec.hub_dataset else None
 
 
 def _title(repo_id: str | None, dataset: DatasetInfo | None, kind: str) -> str:
@@ -319,7 +223,7 @@ def create_model_card(
         license="mit",
         tags=tags,
         pipeline_tag="unconditional-image-generation" if is_image else None,
-        datasets=_hub_datasets(dataset),
+        datasets=dataset.hub_datasets if dataset is not None else None,
         model_name=title,
         eval_results=eval_results or None,
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
