@@ -164,7 +164,9 @@ def _model_description(pipe: VEEGAN, model_name: str) -> str:
     dataset = pipe.card_metadata.get("dataset_name")
     trained = f", trained on `{dataset}`" if dataset else ""
     codes = f"{config.latent_dim}-D codes"
-    network = {"dcgan": "a DCGAN", "mlp": "an MLP"}.get(config.architecture, f"a {config.architecture}")
+    network = {"dcgan": "a DCGAN", "metz": "a reduced-D (Metz et al.)", "mlp": "an MLP"}.get(
+        config.architecture, f"a {config.architecture}"
+    )
     return f"Model: `{model_name}`, {network} generator of {shape} from {codes}{trained}."
 
 

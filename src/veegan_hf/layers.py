@@ -8,7 +8,8 @@ import math
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mlp", "dcgan")
+ARCHITECTURES = ("mlp", "dcgan", "metz")
+IMAGE_ARCHITECTURES = ("dcgan", "metz")
 IMAGE_SIZES = (28, 32, 64)
 ACTIVATIONS = ("relu", "leaky_relu", "silu")
 
@@ -51,11 +52,11 @@ def check_config(
         if not low <= value <= high:
             hint = " (a positive integer)" if key == "latent_dim" and value < 1 else ""
             raise ValueError(f"{key}={value} must lie in [{low}, {high}]{hint}.")
-    if architecture == "dcgan":
+    if architecture in IMAGE_ARCHITECTURES:
         if image_size not in IMAGE_SIZES or isinstance(image_size, bool):
-            raise ValueError(f"architecture='dcgan' supports image_size in {IMAGE_SIZES}, got {image_size!r}.")
+            raise ValueError(f"architecture={architecture!r} supports image_size in {IMAGE_SIZES}, got {image_size!r}.")
         if num_channels not in (1, 3) or isinstance(num_channels, bool):
-            raise ValueError(f"architecture='dcgan' supports num_channels 1 or 3, got {num_channels!r}.")
+            raise ValueError(f"architecture={architecture!r} supports num_channels 1 or 3, got {num_channels!r}.")
     for key in ("activation",):
         if key in sizes and (not isinstance(sizes[key], str) or sizes[key] not in ACTIVATIONS):
             raise ValueError(f"{key}={sizes[key]!r} is not supported; use one of {ACTIVATIONS}.")

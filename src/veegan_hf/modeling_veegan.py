@@ -4,7 +4,9 @@ Architecture only: no losses, no training, no I/O beyond what `ModelMixin` gives
 surface so that every objective and every dataset uses the same classes:
 
 - `architecture="mlp"` for vectors of any `data_dim` (the 2-D mixtures, the 1200-D synthetic data);
-- `architecture="dcgan"` for square images with `image_size` 28, 32 or 64 and `num_channels` 1 or 3.
+- `architecture="dcgan"` for square images with `image_size` 28, 32 or 64 and `num_channels` 1 or 3;
+- `architecture="metz"` for the same images with the literature's reduced-discriminator networks (`metz.py`): a
+  BatchNorm D with no hidden fully connected layer, whose width `discriminator_base_channels` sets D's size against G's.
 """
 
 import itertools
@@ -15,6 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 from .layers import ConvEncoder, activation_layer, check_config, dcgan_plan, mlp
+from .metz import MetzDiscriminatorNet, MetzEncoderNet, MetzGeneratorNet
 
 
 class VEEGANGenerator(ModelMixin, ConfigMixin):
@@ -22,19 +25,20 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
     The VEEGAN generator G: maps latents z ~ N(0, I) to samples x.
 
     Parameters:
-        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` or `"metz"` for images.
         latent_dim (`int`, *optional*, defaults to 16): size of z, the code the reconstructor learns to recover.
         data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
         image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
         num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
         hidden_dim (`int`, *optional*, defaults to 128): MLP width (the authors' notebook uses 128).
         num_hidden_layers (`int`, *optional*, defaults to 2): MLP depth (the authors' notebook uses 2).
-        base_channels (`int`, *optional*, defaults to 64): channels of the finest DCGAN stage; coarser stages double.
+        base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage; coarser stages double
+            (`"metz"`: 8 gives the reference's 64 -> 32 -> 16 -> 8 channels).
         extra_noise_dim (`int`, *optional*, defaults to 0): size of an extra noise input that is *not* reconstructed,
             as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
         activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
         batch_norm (`bool`, *optional*, defaults to `False`): BatchNorm after each hidden layer of the MLP, as in
-            PacGAN's 2-D generator; `"mlp"` only (the DCGAN generator always has it). Samples use the running
+            PacGAN's 2-D generator; `"mlp"` only (the conv generators always have it). Samples use the running
             statistics.
 
     Example:
@@ -86,6 +90,8 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         in_dim = latent_dim + extra_noise_dim
         if architecture == "mlp":
             self.net = mlp(in_dim, hidden_dim, num_hidden_layers, data_dim, activation, batch_norm)
+        elif architecture == "metz":
+            self.net = MetzGeneratorNet(in_dim, image_size, num_channels, base_channels)
         else:
             start, widths = dcgan_plan(image_size, base_channels)
             layers: list[nn.Module] = [
@@ -131,7 +137,7 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
     to the discriminator as the latent half of a real pair. With `noise_std=0` the reconstructor is deterministic.
 
     Parameters:
-        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` or `"metz"` for images.
         latent_dim (`int`, *optional*, defaults to 16): size of the recovered code; equals the generator's.
         data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
         image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
@@ -175,6 +181,8 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
             raise ValueError(f"noise_std={noise_std} must be >= 0 (0 makes the reconstructor deterministic).")
         if architecture == "mlp":
             self.net = mlp(data_dim, hidden_dim, num_hidden_layers, latent_dim, activation)
+        elif architecture == "metz":
+            self.net = MetzEncoderNet(image_size, num_channels, base_channels, latent_dim)
         else:
             self.net = ConvEncoder(image_size, num_channels, base_channels, latent_dim)
 
@@ -207,14 +215,17 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
     channels, and the latents likewise.
 
     Parameters:
-        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images.
+        architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` for images, `"metz"` for
+            the reduced BatchNorm D of the literature's Stacked MNIST experiments (no hidden head: `hidden_dim` and
+            `num_hidden_layers` are unused; z enters as a per-channel shift of the last conv stage).
         latent_dim (`int`, *optional*, defaults to 16): size of z; 0 gives an x-only discriminator.
         data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
         image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
         num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
         hidden_dim (`int`, *optional*, defaults to 128): width of the paths and of the joint head.
         num_hidden_layers (`int`, *optional*, defaults to 1): hidden layers of the joint head (the notebook uses 1).
-        base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage of the x-path.
+        base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage of the x-path (`"metz"`: 2
+            is the literature's "D = 1/4 G" against a G of base 8, 4 is "1/2 G").
         pack_size (`int`, *optional*, defaults to 1): samples judged together (PacGAN); 1 is an ordinary D.
         sample_scale (`float`, *optional*, defaults to 1.0): multiplies the samples before the x-path. Data whose
             structure is much finer than 1 (the ring's std is 0.02) is judged more sharply at a scale like 10.
@@ -270,14 +281,19 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
             raise ValueError(f"pack_size={pack_size} must be >= 1.")
         if num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers={num_hidden_layers} must be >= 1 for the joint head.")
-        if architecture == "mlp":
-            # Linear on x plus Linear on z equals one Linear on concat(z, x): the notebook's D, split into paths.
-            self.sample_path = nn.Linear(data_dim * pack_size, hidden_dim)
+        if architecture == "metz":
+            self.net = MetzDiscriminatorNet(
+                image_size, num_channels * pack_size, base_channels, latent_dim * pack_size, marginal_head
+            )
         else:
-            self.sample_path = ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
-        self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
-        self.head = self._make_head(hidden_dim, num_hidden_layers, activation)
-        self.x_head = self._make_head(hidden_dim, num_hidden_layers, activation) if marginal_head else None
+            if architecture == "mlp":
+                # Linear on x plus Linear on z equals one Linear on concat(z, x): the notebook's D, split into paths.
+                self.sample_path = nn.Linear(data_dim * pack_size, hidden_dim)
+            else:
+                self.sample_path = ConvEncoder(image_size, num_channels * pack_size, base_channels, hidden_dim)
+            self.latent_path = nn.Linear(latent_dim * pack_size, hidden_dim) if latent_dim > 0 else None
+            self.head = self._make_head(hidden_dim, num_hidden_layers, activation)
+            self.x_head = self._make_head(hidden_dim, num_hidden_layers, activation) if marginal_head else None
         if spectral_norm:
             for module in list(self.modules()):
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -291,19 +307,25 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
             activation_layer(activation), mlp(hidden_dim, hidden_dim, num_hidden_layers - 1, 1, activation)
         )
 
-    def forward(self, samples: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, samples: torch.Tensor, latents: torch.Tensor | None = None, batch_groups: int = 1
+    ) -> torch.Tensor:
         r"""
         Args:
             samples (`torch.Tensor`): `(batch, pack_size * data_dim)` vectors or
                 `(batch, pack_size * num_channels, size, size)` images.
             latents (`torch.Tensor` of shape `(batch, pack_size * latent_dim)`, *optional*): the codes; required unless
                 `latent_dim=0`.
+            batch_groups (`int`, *optional*, defaults to 1): the batch is this many equal slices (generated, then
+                data) that BatchNorm normalizes apart in training, as if D were called on each; `"metz"` only.
 
         Returns:
             `torch.Tensor` of shape `(batch,)`: the logit; large means "generated pair" in the VEEGAN convention.
         """
         if self.config.sample_scale != 1.0:
             samples = samples * self.config.sample_scale
+        if self.config.architecture == "metz":
+            return self.net(samples, latents, batch_groups)
         h_x = self.sample_path(samples)  # (batch, hidden_dim)
         h = h_x
         if self.latent_path is not None:

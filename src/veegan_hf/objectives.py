@@ -20,7 +20,8 @@ Two devices make the routing exact without extra backward passes:
 - the generator's view of D runs D's *own* weights as detached tensors (`torch.func.functional_call`), so the
   adversarial term trains G without leaving gradients on D, and without touching DDP's gradient hooks.
 
-Every network runs forward once per step on a concatenated batch, which keeps DDP and BatchNorm happy.
+Every network runs forward once per step on a concatenated batch, which keeps DDP happy; a BatchNorm D (`"metz"`)
+normalizes the generated and data halves apart (`batch_groups=2`), as the reference code's two D calls do.
 """
 
 from collections.abc import Callable
@@ -132,10 +133,10 @@ class StepLosses:
         }
 
 
-def _frozen_forward(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+def _frozen_forward(module: nn.Module, *args: torch.Tensor, batch_groups: int = 1) -> torch.Tensor:
     """`module(*args)` with its parameters detached: gradients flow to the inputs, never to the weights."""
     params = {name: p.detach() for name, p in module.named_parameters()}
-    return functional_call(module, params, args)
+    return functional_call(module, params, args, {"batch_groups": batch_groups})
 
 
 def _discriminate(
@@ -150,7 +151,8 @@ def _discriminate(
     if r1_weight > 0:
         real = tuple(t.detach().requires_grad_(True) for t in real)
     num = fake[0].shape[0]
-    logits = discriminator(*(torch.cat(pair) for pair in zip(fake, real)))  # (2 * num,)
+    # one forward; a BatchNorm D normalizes the two halves apart, as if called on each (batch_groups=2)
+    logits = discriminator(*(torch.cat(pair) for pair in zip(fake, real)), batch_groups=2)  # (2 * num,)
     loss = discriminator_loss(logits[:num], logits[num:], form)
     if r1_weight > 0:
         # + gamma / 2 * ||grad D(real)||^2
@@ -240,6 +242,7 @@ def ali_losses(
         networks.frozen_discriminator,
         torch.cat([fake_samples, real_samples]),
         torch.cat([latents, real_latents]),
+        batch_groups=2,
     )
     g_loss = ali_encoder_generator_loss(frozen[:batch], frozen[batch:])
     with torch.no_grad():  # logged only: how well F happens to invert G
@@ -272,7 +275,9 @@ def gan_losses(
         # theta_D^{k}: k SGD steps on D's loss from the current weights, differentiable in G's samples
         params = {name: p.detach().requires_grad_(True) for name, p in d_module.named_parameters()}
         for _ in range(unrolled_steps):
-            unrolled_logits = functional_call(d_module, params, (torch.cat([fake_packed, real_packed]),))
+            unrolled_logits = functional_call(
+                d_module, params, (torch.cat([fake_packed, real_packed]),), {"batch_groups": 2}
+            )
             step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:], discriminator_loss_form)
             grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
             params = {name: p - options.unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}

@@ -129,8 +129,8 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
 
     @property
     def is_image_model(self) -> bool:
-        """`True` for `"dcgan"` networks (images), `False` for `"mlp"` ones (vectors)."""
-        return self.generator.config.architecture == "dcgan"
+        """`True` for image networks (`"dcgan"`, `"metz"`), `False` for `"mlp"` ones (vectors)."""
+        return self.generator.config.architecture != "mlp"
 
     @property
     def latent_dim(self) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import BUILTIN_DATASETS
-from ..layers import SIZE_LIMITS
+from ..layers import ARCHITECTURES, IMAGE_ARCHITECTURES, SIZE_LIMITS
 from ..objectives import OBJECTIVES
 
 
@@ -38,7 +38,7 @@ class TrainingConfig:
     cache_dir: str | None = None  # where `datasets` caches Hub downloads
 
     # networks (shared by every objective so that only the objective differs)
-    architecture: str | None = None  # None: "mlp" for vector data, "dcgan" for images
+    architecture: str | None = None  # None: "mlp" for vectors, "dcgan" for images; "metz": the reduced-D networks
     latent_dim: int = 16  # small codes are easy for F to recover; the notebook's 254 needs far more steps
     hidden_dim: int = 128  # G and F width, the notebook's
     num_hidden_layers: int = 2  # G and F depth, the notebook's
@@ -149,7 +149,7 @@ OBJECTIVE_SPECIFIC = {
 }
 
 _CHOICES = {
-    "architecture": (None, "mlp", "dcgan"),
+    "architecture": (None, *ARCHITECTURES),
     "objective": tuple(OBJECTIVES),
     "adversarial_loss": ("paper", "non_saturating"),
     "discriminator_loss": ("logistic", "hinge"),
@@ -313,7 +313,7 @@ def _validate_data_options(config: TrainingConfig) -> None:
     spec = BUILTIN_DATASETS.get(config.dataset_name) if config.train_data_dir is None else None
     if spec is not None and spec.kind == "mixture":
         ignored = [n for n in ("resolution", "num_channels", "image_column") if getattr(config, n) is not None]
-        if config.architecture == "dcgan":
+        if config.architecture in IMAGE_ARCHITECTURES:
             raise ConfigError(f"--dataset_name {config.dataset_name} is vector data: use --architecture mlp.")
         if ignored:
             raise ConfigError(
@@ -321,7 +321,9 @@ def _validate_data_options(config: TrainingConfig) -> None:
                 "apply to images only. Drop them."
             )
     elif config.architecture == "mlp":
-        raise ConfigError(f"--dataset_name {config.data_source!r} holds images: use --architecture dcgan (or omit it).")
+        raise ConfigError(
+            f"--dataset_name {config.data_source!r} holds images: use --architecture dcgan or metz (or omit it)."
+        )
     if config.generator_batch_norm and (spec is None or spec.kind != "mixture"):
         raise ConfigError(
             "--generator_batch_norm applies to the mlp generator of vector data; the dcgan generator always has "

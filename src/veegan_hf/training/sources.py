@@ -135,7 +135,10 @@ def resolve_data(config: TrainingConfig) -> tuple[TrainingConfig, Any]:
         return dataclasses.replace(config, architecture="mlp"), None
     if spec is not None:  # the digits
         resolution, channels = config.resolution or spec.resolutions[0], spec.num_channels
-        return dataclasses.replace(config, architecture="dcgan", resolution=resolution, num_channels=channels), None
+        resolved = dataclasses.replace(
+            config, architecture=config.architecture or "dcgan", resolution=resolution, num_channels=channels
+        )
+        return resolved, None
     dataset = load_image_dataset(config)
     if len(dataset) == 0:
         raise ConfigError(f"dataset {config.data_source!r} has no rows.")
@@ -143,7 +146,11 @@ def resolve_data(config: TrainingConfig) -> tuple[TrainingConfig, Any]:
     kind = _probe_images(dataset, column, config)
     channels = config.num_channels or (1 if kind == "gray" else 3)
     resolved = dataclasses.replace(
-        config, architecture="dcgan", resolution=config.resolution or 64, num_channels=channels, image_column=column
+        config,
+        architecture=config.architecture or "dcgan",
+        resolution=config.resolution or 64,
+        num_channels=channels,
+        image_column=column,
     )
     if len(dataset) < config.train_batch_size:
         raise ConfigError(
