@@ -61,6 +61,8 @@ class LossOptions:
         symmetric_latent_noise (`bool`): the generated pair's code gets the data pair's noise too; `veegan` only.
         data_reconstruction_weight (`float`): mu on ||x - G(F(x))||^2 in G's and F's loss, 0 for Algorithm 1;
             `veegan` only.
+        reconstructor_input_noise (`float`): std of Gaussian noise added to every image or vector F reads in training,
+            so that z must survive it: G cannot hide z in variations finer than the noise; `veegan` only.
     """
 
     noise_std: float = 1.0
@@ -73,6 +75,7 @@ class LossOptions:
     r1_weight: float = 0.0
     symmetric_latent_noise: bool = False
     data_reconstruction_weight: float = 0.0
+    reconstructor_input_noise: float = 0.0
 
 
 class Networks(NamedTuple):
@@ -161,7 +164,7 @@ def _discriminate(
 
 
 def _noisy(means: torch.Tensor, noise_std: float) -> torch.Tensor:
-    """z_g ~ N(F(x), noise_std^2 I), reparameterized."""
+    """z_g ~ N(F(x), noise_std^2 I), reparameterized; also F's input jitter x + N(0, noise_std^2 I)."""
     return means + noise_std * torch.randn_like(means) if noise_std > 0 else means
 
 
@@ -186,16 +189,17 @@ def veegan_losses(
     """
     generator, reconstructor, discriminator, _ = networks
     batch, o, pack_size = real_samples.shape[0], options, options.pack_size
+    jitter = o.reconstructor_input_noise  # F reads x + N(0, jitter^2 I): z must be coarser than the noise
     if o.data_reconstruction_weight > 0:
         # F(x) first, so one G forward decodes both z and F(x): (2 * batch, *sample_shape)
-        real_means = reconstructor(real_samples)  # (batch, latent_dim), trains theta through G(F(x))
+        real_means = reconstructor(_noisy(real_samples, jitter))  # (batch, latent_dim), trains theta via G(F(x))
         both_samples = generator(torch.cat([latents, real_means]))
         fake_samples, cycled_samples = both_samples[:batch], both_samples[batch:]
-        reconstructed_latents = reconstructor(fake_samples)  # (batch, latent_dim)
+        reconstructed_latents = reconstructor(_noisy(fake_samples, jitter))  # (batch, latent_dim)
     else:
         fake_samples = generator(latents)  # (batch, *sample_shape), trains gamma
         # One F forward on real and fake: F(x) for the data pairs, F(G(z)) for the reconstruction term.
-        both_latents = reconstructor(torch.cat([real_samples, fake_samples]))  # (2 * batch, latent_dim)
+        both_latents = reconstructor(_noisy(torch.cat([real_samples, fake_samples]), jitter))  # (2 * batch, latent)
         real_means, reconstructed_latents = both_latents[:batch], both_latents[batch:]
     # z_g ~ N(F(x), noise_std^2 I); detached because line 7 updates omega only. The noise is what keeps D from telling
     # data pairs by z alone (F(x) lies on a data_dim-dimensional manifold inside latent space).
@@ -327,6 +331,7 @@ OBJECTIVES: dict[str, Objective] = {
             "pack_size",
             "symmetric_latent_noise",
             "data_reconstruction_weight",
+            "reconstructor_input_noise",
         ),
     ),
     "gan": Objective(gan_losses, joint=False, pack_option=None, compiles=True, options=_D_OPTIONS),

@@ -46,6 +46,7 @@ ARCHITECTURE_OPTIONS = (
     "discriminator_num_hidden_layers",
     "base_channels",
     "discriminator_base_channels",
+    "reconstructor_base_channels",
     "discriminator_marginal_head",
     "discriminator_spectral_norm",
     "extra_noise_dim",

@@ -52,6 +52,8 @@ class TrainingConfig:
     extra_noise_dim: int = 0  # the notebook's un-reconstructed extra noise input to G
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
+    reconstructor_input_noise: float = 0.0  # veegan: F reads x + N(0, s^2 I) in training, so z survives coarse noise
+    reconstructor_base_channels: int | None = None  # F's conv width; None: base_channels (F mirrors G)
     activation: str = "relu"  # G and F hidden activation
     # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never. Per-process statistics under DDP, and
     # an EMA generator takes the raw one's running statistics, as for the dcgan G
@@ -141,6 +143,11 @@ OBJECTIVE_SPECIFIC = {
         "--data_reconstruction_weight {value} weighs VEEGAN's x-space cycle term; --objective {objective} has no "
         "reconstruction term. Drop the option.",
     ),
+    "reconstructor_input_noise": (
+        "reconstructor_input_noise",
+        "--reconstructor_input_noise {value} jitters the input of VEEGAN's F, which only VEEGAN trains on a "
+        "reconstruction; --objective {objective} does not use it. Drop the option.",
+    ),
     "symmetric_latent_noise": (
         "symmetric_latent_noise",
         "--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
@@ -170,6 +177,8 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "discriminator_base_channels": SIZE_LIMITS["base_channels"],
     "joint_pack_size": SIZE_LIMITS["pack_size"],
     "reconstructor_noise_std": (0, 100),
+    "reconstructor_input_noise": (0, 100),
+    "reconstructor_base_channels": SIZE_LIMITS["base_channels"],
     "discriminator_sample_scale": (1e-6, 1e6),
     "r1_weight": (0, None),
     "reconstruction_weight": (0, 1e38),  # a scheduled lambda lives in a float32 tensor: more would not fit

@@ -177,6 +177,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         r1_weight=config.r1_weight,
         symmetric_latent_noise=config.symmetric_latent_noise,
         data_reconstruction_weight=config.data_reconstruction_weight,
+        reconstructor_input_noise=config.reconstructor_input_noise,
     )
 
     networks = Networks(generator, reconstructor, discriminator, raw["discriminator"])

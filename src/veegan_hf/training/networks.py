@@ -32,7 +32,7 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
         batch_norm=config.generator_batch_norm,
     )
     reconstructor = VEEGANReconstructor(
-        **shape,
+        **{**shape, "base_channels": config.reconstructor_base_channels or config.base_channels},
         hidden_dim=config.hidden_dim,
         num_hidden_layers=config.num_hidden_layers,
         noise_std=config.reconstructor_noise_std,
