@@ -22,6 +22,7 @@ FAMILIES = {
     "dcgan-28-1": dict(architecture="dcgan", latent_dim=8, image_size=28, num_channels=1, base_channels=8),
     "dcgan-32-3": dict(architecture="dcgan", latent_dim=8, image_size=32, num_channels=3, base_channels=8),
     "dcgan-64-3": dict(architecture="dcgan", latent_dim=8, image_size=64, num_channels=3, base_channels=8),
+    "metz-28-3": dict(architecture="metz", latent_dim=8, image_size=28, num_channels=3, base_channels=2),
 }
 
 

@@ -122,6 +122,25 @@ def test_noise_std_zero_gives_deterministic_real_pairs():
     }
 
 
+@pytest.mark.parametrize("mu", [0.0, 1.0])
+def test_reconstructor_input_noise_jitters_everything_f_reads_in_training(mu):
+    """F reads x + N(0, s^2 I): its every input in a step (data, generated, and the cycle's data) is off by noise of
+    std s, while G and D see the clean samples; s = 0 leaves F's input exact."""
+    pipe = make_pipeline("mlp-2d")
+    seen = []
+    pipe.reconstructor.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    real, latents = torch.randn(400, 2), torch.randn(400, 8)
+    networks = Networks(pipe.generator, pipe.reconstructor, pipe.discriminator)
+    veegan_losses(networks, real, latents, LossOptions(reconstructor_input_noise=0.0, data_reconstruction_weight=mu))
+    clean = torch.cat(seen)
+    seen.clear()
+    torch.manual_seed(1)
+    veegan_losses(networks, real, latents, LossOptions(reconstructor_input_noise=0.5, data_reconstruction_weight=mu))
+    jitter = torch.cat(seen) - clean  # (num_inputs, 2)
+    assert torch.equal(clean[:400], real)  # the data itself, exactly, without the noise
+    assert jitter.std().item() == pytest.approx(0.5, rel=0.05) and abs(jitter.mean().item()) < 0.05
+
+
 def test_packed_veegan_judges_whole_packs_of_pairs():
     """pack_size=m: D sees m (z, x) pairs concatenated, and G still gets exactly Algorithm 1's gradient from it."""
     pipe = make_pipeline("mlp-2d")

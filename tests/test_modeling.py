@@ -149,3 +149,49 @@ def test_generator_batch_norm_option_reaches_the_mlp_generator_and_is_refused_fo
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in reconstructor.modules())  # F sees real and fake
     with pytest.raises(ConfigError, match="--generator_batch_norm applies to the mlp generator of vector data"):
         resolve_data(parse_config(["--dataset_name", "mnist", "--generator_batch_norm"]))
+
+
+def _metz(network, **kwargs):
+    """A reduced-D ("metz") network of the reference's Stacked MNIST size: 256-D z, G of base 8."""
+    return network(**{"architecture": "metz", "latent_dim": 256, "image_size": 28, "num_channels": 3, **kwargs})
+
+
+def test_metz_networks_have_the_reference_parameter_counts():
+    """PacGAN's D=0.25G / D=0.5G code: G 287,875 parameters; D 585 and 1,889, with no hidden fully connected layer."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(_metz(VEEGANGenerator, base_channels=8)) == 287_875
+    quarter = _metz(VEEGANDiscriminator, latent_dim=0, base_channels=2)
+    assert count(quarter) == 585 and count(_metz(VEEGANDiscriminator, latent_dim=0, base_channels=4)) == 1_889
+    assert [m.out_features for m in quarter.modules() if isinstance(m, torch.nn.Linear)] == [1]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in quarter.modules()) == 3  # BatchNorm on every conv
+    # the joint D reads z through one map into the last stage's 8 channels: 256 * 8 + 8 more weights
+    assert count(_metz(VEEGANDiscriminator, base_channels=2)) == 585 + 256 * 8 + 8
+    # the reference's N(0, 0.02) initialization, biases at 0
+    weights = torch.cat([m.weight.flatten() for m in quarter.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert 0.01 < weights.std() < 0.03 and weights.abs().max() <= 0.04
+
+
+def test_metz_discriminator_normalizes_generated_and_data_halves_apart():
+    """batch_groups=2 gives exactly what two calls give (the reference calls D on each batch): BatchNorm statistics
+    never mix a generated half with a data half. In eval mode, the running statistics make it one call."""
+    torch.manual_seed(0)
+    d = _metz(VEEGANDiscriminator, latent_dim=0, base_channels=2)
+    fake, real = torch.randn(6, 3, 28, 28) * 0.1, torch.randn(6, 3, 28, 28)
+    together = d(torch.cat([fake, real]), batch_groups=2)
+    assert torch.allclose(together, torch.cat([d(fake), d(real)]), atol=1e-6)
+    assert not torch.allclose(together, d(torch.cat([fake, real])), atol=1e-4)  # one group mixes the statistics
+    with pytest.raises(ValueError, match="batch_groups=2"):
+        d(torch.randn(5, 3, 28, 28), batch_groups=2)
+    d.eval()
+    assert torch.allclose(d(torch.cat([fake, real]), batch_groups=2), d(torch.cat([fake, real])))
+
+
+def test_metz_joint_discriminator_reads_z_and_x_together():
+    """The logit is not f(x) + g(z): how much z moves it depends on x, so D can judge whether z fits x."""
+    torch.manual_seed(0)
+    d = _metz(VEEGANDiscriminator, base_channels=2).eval()
+    x, z0, z1 = torch.randn(8, 3, 28, 28), torch.zeros(8, 256), torch.randn(8, 256) * 3
+    shift = d(x, z1) - d(x, z0)  # (8,)
+    assert shift.std() > 1e-4 * shift.abs().mean()
+    with pytest.raises(ValueError, match="pass latents"):
+        d(x)

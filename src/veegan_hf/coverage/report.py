@@ -1,0 +1,474 @@
+r"""`coverage_report`: which real images a model cannot make, and why.
+
+For every audited real image x the report asks two questions:
+- **Is it covered?** Its nearest generated sample lies inside its own k-NN ball among real images (Naeem et al.'s
+  coverage, kept per image as the ratio r = d(x, nearest generated) / NND_k(x), covered iff r <= 1).
+- **Can the model make it?** VEEGAN's reconstructor inverts x in one pass, so the error of G(F(x)) says how far x is
+  from anything G draws. The model's own samples set the inverter's floor: G(F(G(z))) is not exact either, and an
+  error above the 99th percentile of those is more than the inverter's slack. The worst-covered images are refined
+  with `pipe.invert` (Adam from F(x)) before they are judged.
+
+A real image is **not makeable** when it is uncovered *and* its (refined) reconstruction error is above that floor.
+Every aggregate has a data row: disjoint real data scored as if it were generated, which is what a perfect model
+gets (coverage about 1 - 2^-k, not 1).
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import BUILTIN_DATASETS, get_mixture
+from ..evaluation import draw_samples
+from ..metrics import mixture_metrics_for, stacked_mnist_metrics
+from .features import extract, resolve_extractor
+from .neighbours import expected_coverage, neighbour_metrics
+from .sources import AuditData, builtin_data, image_dataset, tensor_data
+
+DEFAULT_NUM_REAL = 2500  # per side for user datasets: the N x M distances stay seconds on a CPU
+FLOOR_PERCENTILE = 0.99
+RECONSTRUCT_BATCH = 1000
+NEIGHBOUR_METRICS = ("precision", "recall", "density", "coverage")
+
+
+@dataclass
+class CoverageReport:
+    r"""
+    The result of `coverage_report`.
+
+    Attributes:
+        metrics (`dict[str, float]`): `precision`, `recall`, `density`, `coverage` with a `baseline_` twin each (the
+            data row), `expected_coverage` (a perfect model's), `uncovered_fraction`, `not_makeable_fraction`,
+            `reconstruction_mse_median`, `generated_reconstruction_mse_p99` (the floor), `fid` / `kid_mean` /
+            `kid_std` and their `baseline_` twins when torchmetrics is installed, and the mode metrics where the data
+            has modes.
+        per_image (`datasets.Dataset`): one row per audited real image.
+        per_mode (`datasets.Dataset` or `None`): one row per mode, sorted by relative gap (most dropped first).
+        info (`dict`): the protocol: model, data, extractor, k, counts, seed, seconds, versions, notes.
+        artifacts (`dict`): what the figures draw (histograms, the confusion matrix, the worst images).
+    """
+
+    metrics: dict[str, float]
+    per_image: Any
+    per_mode: Any
+    info: dict[str, Any]
+    artifacts: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def worst(self, n: int = 16, by: str = "uncovered") -> list[int]:
+        """Indices (rows of `per_image`) of the `n` real images the model makes worst: `"uncovered"` (uncovered
+        images first, each group by reconstruction error; the ranking the figures and the refinement use),
+        `"coverage_ratio"` or `"reconstruction_mse"`."""
+        if by == "uncovered":
+            return _worst_order(
+                torch.tensor(self.per_image["covered"]), torch.tensor(self.per_image["reconstruction_mse"])
+            )[:n].tolist()
+        if by not in ("coverage_ratio", "reconstruction_mse"):
+            raise ValueError(f"by={by!r}: rank by 'uncovered', 'coverage_ratio' or 'reconstruction_mse'.")
+        values = torch.tensor(self.per_image[by], dtype=torch.float64)
+        return values.argsort(descending=True)[:n].tolist()
+
+    def figures(self) -> dict[str, Any]:
+        """name -> PIL image: `modes`, `worst_covered`, `coverage_ratio`, `reconstruction_error`, `confusion`."""
+        from .render import figures
+
+        return figures(self)
+
+    def to_markdown(self, figure_dir: str = "figures") -> str:
+        from .render import to_markdown
+
+        return to_markdown(self, figure_dir)
+
+    def to_html(self) -> str:
+        """A self-contained page: the figures are embedded, nothing is fetched."""
+        from .render import to_html
+
+        return to_html(self)
+
+    def save(self, directory: str) -> list[str]:
+        """Writes `report.md`, `report.html`, `metrics.json`, `per_image.csv`, `per_mode.csv` and `figures/*.png`;
+        returns the files written."""
+        from .render import save
+
+        return save(self, directory)
+
+    def push_to_hub(self, repo_id: str, path_in_repo: str = "coverage", token: str | None = None) -> str:
+        """Uploads the saved report beside the model in one commit, and adds its headline numbers and a link to the
+        model card; returns the commit URL."""
+        from .hub import push_report
+
+        return push_report(self, repo_id, path_in_repo, token)
+
+
+def _worst_order(covered: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
+    """Uncovered images first, then covered ones; within each, the worst reconstructed first. A dense mode has
+    tiny k-NN balls, so a large coverage ratio alone often marks an image the model makes well."""
+    key = errors.double() - (~covered).double() * (errors.max().double() + 1)  # uncovered ones sort lowest
+    order = key.argsort()
+    # argsort ascending put uncovered first but with the *smallest* error first: reverse within each group
+    uncovered = order[~covered[order]]
+    covered_part = order[covered[order]]
+    return torch.cat([uncovered.flip(0), covered_part.flip(0)])
+
+
+def _resolve_data(dataset: Any, pipe: Any, seed: int, num_real: int | None, image_column: str | None) -> AuditData:
+    shape = pipe.generator.sample_shape
+    if isinstance(dataset, str) and dataset in BUILTIN_DATASETS:
+        return builtin_data(dataset, shape, seed, num_real)
+    if isinstance(dataset, torch.Tensor):
+        return tensor_data(dataset, None, seed, "tensors")
+    if isinstance(dataset, tuple) and len(dataset) == 2 and isinstance(dataset[0], torch.Tensor):
+        return tensor_data(dataset[0], dataset[1], seed, "tensors")
+    if not pipe.is_image_model:
+        raise ValueError(f"dataset={dataset!r}: a vector model is audited on a built-in mixture or on tensors.")
+    return image_dataset(dataset, shape[-1], shape[0], seed, num_real or DEFAULT_NUM_REAL, image_column)
+
+
+class _Labeller:
+    """Gives generated (and reconstructed) samples a mode, as the data's own labels are given."""
+
+    def __init__(self, data: AuditData, real_features: torch.Tensor, extractor: Any):
+        self.kind = data.labeller if data.labeller != "none" or data.real_labels is None else "nearest_real"
+        self.data, self.real_features, self.extractor = data, real_features, extractor
+        if self.kind in ("digits", "stacked"):
+            from ..classifier import load_mode_classifier
+
+            self.classifier = load_mode_classifier()
+
+    @property
+    def description(self) -> str:
+        return {
+            "digits": "the shipped digit classifier",
+            "stacked": "the shipped digit classifier, per channel",
+            "mixture": "the nearest mixture mean",
+            "nearest_real": "the label of the nearest audited real image in feature space",
+        }.get(self.kind, "none")
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor | None:
+        from ..classifier import predict_digits, predict_stacked_modes
+
+        if self.kind == "digits":
+            return predict_digits(self.classifier, samples)
+        if self.kind == "stacked":
+            return predict_stacked_modes(self.classifier, samples)
+        if self.kind == "mixture":
+            means = get_mixture(self.data.builtin).means
+            return torch.cdist(samples.double(), means.double()).argmin(dim=1)
+        if self.kind == "nearest_real":
+            features = extract(self.extractor, samples)
+            return self.data.real_labels[torch.cdist(features, self.real_features).argmin(dim=1)]
+        return None
+
+
+@torch.no_grad()
+def _reconstruct(pipe: Any, samples: torch.Tensor) -> torch.Tensor:
+    """G(F(x)) in the model's space, in batches, with both networks in eval mode."""
+    generator, reconstructor = pipe.generator, pipe.reconstructor
+    modes = generator.training, reconstructor.training
+    generator.eval(), reconstructor.eval()
+    try:
+        out = []
+        for chunk in samples.split(RECONSTRUCT_BATCH):
+            x = chunk.to(pipe.device, generator.dtype)
+            latents = reconstructor(x)
+            out.append(generator(latents, pipe._zero_noise(latents)).float().cpu())
+        return torch.cat(out)
+    finally:
+        generator.train(modes[0]), reconstructor.train(modes[1])
+
+
+def _errors(samples: torch.Tensor, reconstructed: torch.Tensor, is_image: bool) -> torch.Tensor:
+    """Per-sample MSE: images with pixels in [0, 1], vectors in their own units."""
+    scale = 0.5 if is_image else 1.0  # [-1, 1] -> [0, 1] halves every difference
+    return ((samples - reconstructed) * scale).pow(2).flatten(1).mean(dim=1)
+
+
+def _refine(pipe: Any, samples: torch.Tensor, steps: int, learning_rate: float) -> torch.Tensor:
+    """G(z*) with z* = `pipe.invert` from F(x), in the model's space."""
+    image = pipe.is_image_model
+    inputs = (samples + 1) / 2 if image else samples  # the public API takes [0, 1] pixels
+    latents = pipe.invert(inputs.to(pipe.device), num_steps=steps, learning_rate=learning_rate)
+    decoded = pipe.decode(latents, output_type="pt").float().cpu()
+    return decoded * 2 - 1 if image else decoded
+
+
+def _fid_kid(real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+    """FID and KID of `generated` against `real` on the given features, through torchmetrics."""
+    from torch import nn
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    class Identity(nn.Module):  # the features are already computed: torchmetrics only accumulates them
+        def __init__(self, num_features: int):
+            super().__init__()
+            self.num_features = num_features
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    dim = real.shape[1]
+    fid = FrechetInceptionDistance(feature=Identity(dim))
+    kid = KernelInceptionDistance(feature=Identity(dim), subset_size=min(1000, len(real), len(generated)))
+    for metric in (fid, kid):
+        metric.update(real.double(), real=True)
+        metric.update(generated.double(), real=False)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def _mode_table(
+    data: AuditData, generated_labels: torch.Tensor, neighbours: dict, errors: torch.Tensor, kept: torch.Tensor | None
+) -> list[dict] | None:
+    """One row per mode present in the real data or the samples, most under-generated first."""
+    if data.real_labels is None or generated_labels is None:
+        return None
+    num_modes = data.num_modes or int(max(data.real_labels.max(), generated_labels.max())) + 1
+    real_counts = torch.bincount(data.real_labels, minlength=num_modes).double()
+    generated_counts = torch.bincount(generated_labels, minlength=num_modes).double()
+    real_share, generated_share = real_counts / real_counts.sum(), generated_counts / generated_counts.sum()
+    rows = []
+    for mode in range(num_modes):
+        members = data.real_labels == mode
+        if not members.any() and generated_counts[mode] == 0:
+            continue
+        gap = (generated_share[mode] - real_share[mode]) / real_share[mode] if real_share[mode] > 0 else math.inf
+        rows.append(
+            {
+                "mode": mode,
+                "real_count": int(real_counts[mode]),
+                "real_share": float(real_share[mode]),
+                "generated_share": float(generated_share[mode]),
+                "relative_gap": float(gap),
+                "coverage_rate": float(neighbours["covered"][members].double().mean()) if members.any() else math.nan,
+                "uncovered_count": int((~neighbours["covered"][members]).sum()),
+                "median_reconstruction_mse": float(errors[members].median()) if members.any() else math.nan,
+                "kept_label_rate": float(kept[members].double().mean())
+                if kept is not None and members.any()
+                else math.nan,
+            }
+        )
+    return sorted(rows, key=lambda row: (row["relative_gap"], -row["real_share"]))
+
+
+def coverage_report(
+    pipe: Any,
+    dataset: Any = "mnist",
+    *,
+    num_real: int | None = None,
+    num_generated: int | None = None,
+    feature_extractor: Any = "auto",
+    nearest_k: int = 5,
+    refine_worst: int = 32,
+    refine_steps: int = 100,
+    refine_learning_rate: float = 0.05,
+    fid: bool = True,
+    image_column: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> CoverageReport:
+    r"""
+    Audits which real images `pipe` cannot make: per image, per mode, and in aggregate against a data row.
+
+    Args:
+        pipe (`VEEGAN`): any saved pipeline with a generator and a reconstructor (for the GAN baselines, F was fitted
+            to invert G on its samples).
+        dataset: the real data. A built-in name (`"mnist"`, `"stacked_mnist"`, `"ring"`, `"grid"`,
+            `"synthetic1200"`), a Hub id, a local imagefolder, parquet file or folder, a `datasets.Dataset`, or
+            tensors `images` / `(images, labels)` in the model's space ([-1, 1] pixels). See `sources.py` for which
+            part is audited and which is the data row.
+        num_real (`int`, *optional*): audited real images; defaults to all 2,500 training digits for `mnist`, 5,000
+            triples for `stacked_mnist`, 2,500 draws for a mixture and 2,500 for other data.
+        num_generated (`int`, *optional*): generated samples for the neighbour metrics; defaults to `num_real`.
+        feature_extractor (`str`, `nn.Module` or callable, *optional*, defaults to `"auto"`): `"classifier"`,
+            `"pixels"`, `"random"` or your own (`features.py`); `"auto"` is the classifier for digit data, the raw
+            vectors for mixtures and the random CNN for other images.
+        nearest_k (`int`, *optional*, defaults to 5): k of the k-NN balls.
+        refine_worst (`int`, *optional*, defaults to 32): the worst-covered real images (and as many generated ones,
+            for the floor) refined with `pipe.invert`; 0 skips refinement.
+        refine_steps (`int`, *optional*, defaults to 100): Adam steps of each refinement.
+        refine_learning_rate (`float`, *optional*, defaults to 0.05): their step size.
+        fid (`bool`, *optional*, defaults to `True`): classifier-FID and KID through torchmetrics (the `eval` extra);
+            without it the report states why they are missing.
+        image_column (`str`, *optional*): the image column of a Hub or local dataset; detected when omitted.
+        seed (`int`, *optional*, defaults to 0): seeds the samples, the real draws and the split: the same seed gives
+            the same tables.
+        progress (`bool`, *optional*, defaults to `True`): a progress bar over the stages.
+
+    Returns:
+        `CoverageReport`
+
+    Example:
+
+    ```py
+    >>> from veegan_hf import VEEGAN
+    >>> from veegan_hf.coverage import coverage_report
+    >>> pipe = VEEGAN.from_pretrained("spaces/veegan-mnist")
+    >>> report = coverage_report(pipe, "mnist", num_real=500, refine_worst=4, refine_steps=5)  # doctest: +SKIP
+    >>> report.per_mode["mode"][0]  # the most under-generated digit  # doctest: +SKIP
+    ```
+    """
+    for name, value, low in (
+        ("nearest_k", nearest_k, 1),
+        ("refine_worst", refine_worst, 0),
+        ("refine_steps", refine_steps, 0),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name}={value!r} must be an int >= {low}.")
+    start = time.perf_counter()
+    stages = tqdm(total=6, desc="coverage", disable=not progress, unit="stage")
+    data = _resolve_data(dataset, pipe, seed, num_real, image_column)
+    num_generated = num_generated or data.real.shape[0]
+    if feature_extractor == "auto":
+        feature_extractor = (
+            "classifier"
+            if data.labeller in ("digits", "stacked")
+            else ("pixels" if not pipe.is_image_model else "random")
+        )
+    extractor_name, extractor = resolve_extractor(
+        feature_extractor, pipe.is_image_model, pipe.generator.sample_shape[0]
+    )
+    stages.set_postfix_str("samples"), stages.update()
+
+    generated = draw_samples(pipe, num_generated, seed=seed)  # (M, ...) in the model's space
+    real_features, generated_features = extract(extractor, data.real), extract(extractor, generated)
+    baseline_features = extract(extractor, data.baseline)
+    stages.set_postfix_str("neighbours"), stages.update()
+
+    neighbours = neighbour_metrics(real_features, generated_features, nearest_k)
+    baseline = neighbour_metrics(real_features, baseline_features, nearest_k)
+    stages.set_postfix_str("reconstruction"), stages.update()
+
+    reconstructed = _reconstruct(pipe, data.real)
+    errors = _errors(data.real, reconstructed, pipe.is_image_model)  # (N,)
+    generated_errors = _errors(generated, _reconstruct(pipe, generated), pipe.is_image_model)  # (M,)
+    floor = float(torch.quantile(generated_errors.double(), FLOOR_PERCENTILE))
+    reconstructed_features = extract(extractor, reconstructed)
+    stages.set_postfix_str("modes"), stages.update()
+
+    labeller = _Labeller(data, real_features, extractor)
+    reconstruction_labels = labeller(reconstructed)
+    mode_metrics: dict[str, float] = {}
+    if data.builtin is not None:  # the package's evaluation protocol: 10,000 digits, 26,000 triples, 2,500 points
+        protocol = draw_samples(pipe, BUILTIN_DATASETS[data.builtin].num_eval_samples, seed=seed)  # as `evaluate`
+        generated_labels = labeller(protocol)
+        if data.labeller == "mixture":
+            mixture = get_mixture(data.builtin)
+            mode_metrics, data_row = mixture_metrics_for(protocol, mixture), mixture_metrics_for(data.baseline, mixture)
+        else:
+            mode_metrics = stacked_mnist_metrics(generated_labels, num_modes=data.num_modes)
+            data_row = stacked_mnist_metrics(labeller(data.baseline), num_modes=data.num_modes)
+        mode_metrics = {
+            **{k: float(v) for k, v in mode_metrics.items()},
+            **{f"baseline_{k}": float(v) for k, v in data_row.items() if k not in ("num_modes", "num_samples")},
+        }
+    else:
+        generated_labels = labeller(generated)
+    stages.set_postfix_str("refinement"), stages.update()
+
+    refined_errors = torch.full_like(errors, math.nan)
+    worst = _worst_order(neighbours["covered"], errors)[: max(refine_worst, 16)]  # refined, and drawn in the figure
+    refine_index = worst[:refine_worst]
+    refined_floor = floor
+    refined_worst = None
+    if refine_worst > 0 and refine_steps > 0:
+        refined_worst = _refine(pipe, data.real[refine_index], refine_steps, refine_learning_rate)
+        refined_errors[refine_index] = _errors(data.real[refine_index], refined_worst, pipe.is_image_model)
+        refined_generated = _refine(pipe, generated[:refine_worst], refine_steps, refine_learning_rate)
+        generated_refined = _errors(generated[:refine_worst], refined_generated, pipe.is_image_model)
+        refined_floor = float(torch.quantile(generated_refined.double(), FLOOR_PERCENTILE))
+    judged = torch.where(torch.isnan(refined_errors), errors, refined_errors)
+    judged_floor = torch.where(torch.isnan(refined_errors), torch.tensor(floor), torch.tensor(refined_floor))
+    not_makeable = ~neighbours["covered"] & (judged > judged_floor)
+    stages.set_postfix_str("fid"), stages.update()
+
+    metrics: dict[str, float] = {}
+    for key in NEIGHBOUR_METRICS:
+        metrics[key] = float(neighbours[key])
+        metrics[f"baseline_{key}"] = float(baseline[key])
+    metrics["expected_coverage"] = expected_coverage(len(real_features), len(generated_features), nearest_k)
+    metrics["uncovered_fraction"] = float((~neighbours["covered"]).double().mean())
+    metrics["baseline_uncovered_fraction"] = float((~baseline["covered"]).double().mean())
+    metrics["not_makeable_fraction"] = float(not_makeable.double().mean())
+    metrics["reconstruction_mse_median"] = float(errors.median())
+    metrics["generated_reconstruction_mse_median"] = float(generated_errors.median())
+    metrics["generated_reconstruction_mse_p99"] = floor
+    notes = []
+    if fid:
+        try:
+            metrics.update(_fid_kid(real_features, generated_features))
+            metrics.update({f"baseline_{k}": v for k, v in _fid_kid(real_features, baseline_features).items()})
+        except ImportError:
+            notes.append("FID and KID were skipped: torchmetrics is not installed (pip install 'veegan-hf[eval]').")
+    else:
+        notes.append("FID and KID were not asked for (fid=False).")
+    metrics.update(mode_metrics)
+    kept = (
+        None if reconstruction_labels is None or data.real_labels is None else reconstruction_labels == data.real_labels
+    )
+    if kept is not None:
+        metrics["reconstruction_keeps_label"] = float(kept.double().mean())
+    stages.close()
+
+    import datasets
+
+    nearest = neighbours["nearest_generated_index"]
+    per_image = datasets.Dataset.from_dict(
+        {
+            "index": list(range(len(errors))),
+            "label": data.real_labels.tolist() if data.real_labels is not None else [None] * len(errors),
+            "covered": neighbours["covered"].tolist(),
+            "coverage_ratio": neighbours["coverage_ratio"].tolist(),
+            "knn_radius": neighbours["knn_radius"].tolist(),
+            "nearest_generated_index": nearest.tolist(),
+            "nearest_generated_distance": neighbours["nearest_generated_distance"].tolist(),
+            "reconstruction_mse": errors.tolist(),
+            "reconstruction_feature_distance": (reconstructed_features - real_features).norm(dim=1).tolist(),
+            "reconstruction_label": reconstruction_labels.tolist()
+            if reconstruction_labels is not None
+            else [None] * len(errors),
+            "refined_mse": refined_errors.tolist(),
+            "not_makeable": not_makeable.tolist(),
+        }
+    )
+    rows = _mode_table(data, generated_labels, neighbours, errors, kept)
+    per_mode = datasets.Dataset.from_list(rows) if rows else None
+    if rows:
+        metrics["most_dropped_mode"] = rows[0]["mode"]
+    from .. import __version__
+
+    info = {
+        "model": pipe.config.get("_name_or_path"),
+        "dataset": data.name,
+        "num_real": len(errors),
+        "num_generated": len(generated_features),
+        "num_baseline": len(baseline_features),
+        "feature_extractor": extractor_name,
+        "feature_dim": real_features.shape[1],
+        "nearest_k": nearest_k,
+        "labeller": labeller.description,
+        "refine": {"worst": refine_worst, "steps": refine_steps, "learning_rate": refine_learning_rate},
+        "refined_floor": refined_floor,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - start, 1),
+        "veegan_hf": __version__,
+        "torch": torch.__version__,
+        "is_image_model": pipe.is_image_model,
+        "notes": notes,
+    }
+    artifacts = {
+        "ratios": neighbours["coverage_ratio"],
+        "baseline_ratios": baseline["coverage_ratio"],
+        "errors": errors,
+        "generated_errors": generated_errors,
+        "worst": worst,
+        "worst_real": data.real[worst],
+        "worst_reconstructed": reconstructed[worst],
+        "worst_refined": refined_worst,
+        "worst_nearest": generated[nearest[worst]],
+        "real_labels": data.real_labels,
+        "reconstruction_labels": reconstruction_labels,
+        "labeller": labeller.kind,
+    }
+    return CoverageReport(metrics, per_image, per_mode, info, artifacts)
