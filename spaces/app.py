@@ -29,6 +29,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
+from coverage_tab import add_coverage_tab
 from handlers import (
     MAX_FRAMES,
     MAX_IMAGE_PIXELS,
@@ -172,8 +173,9 @@ def _model_description(pipe: VEEGAN, model_name: str) -> str:
 
 def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
     """
-    The Space UI around one loaded pipeline. Tabs: Sample, Invert (image models), Interpolate; examples are cached at
-    startup. The handlers are reachable as `demo.veegan_handlers` (a `SpaceHandlers`).
+    The Space UI around one loaded pipeline. Tabs: Sample, Invert (image models), Interpolate, What can't it make?;
+    examples are cached at startup. The handlers are reachable as `demo.veegan_handlers` (a `SpaceHandlers`) and
+    `demo.veegan_coverage` (a `CoverageHandler`).
 
     Args:
         pipe (`VEEGAN`): the pipeline, loaded once by the caller.
@@ -353,6 +355,8 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                 cache_examples=True,
                 cache_mode="eager",
             )
+
+        demo.veegan_coverage = add_coverage_tab(handlers, getattr(pipe, "source_folder", None), image_upload)
 
         gr.Markdown(
             f"Uploads are limited to {MAX_UPLOAD_MB} MB and {MAX_IMAGE_PIXELS / 1e6:.1f} megapixels. Everything runs "

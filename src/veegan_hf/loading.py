@@ -278,6 +278,9 @@ class PretrainedIO:
             components[name] = load_network(network_cls, folder / name, dtype)
         pipe = cls(**components)
         pipe.card_metadata = read_model_card_metadata(folder / "README.md")
+        # what was asked for, and where its files are (a Hub snapshot); plain attributes, so that a saved copy does
+        # not carry this machine's paths into model_index.json
+        pipe.source_name, pipe.source_folder = str(pretrained_model_name_or_path), folder
         return pipe
 
     def save_pretrained(

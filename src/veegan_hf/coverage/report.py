@@ -15,6 +15,7 @@ gets (coverage about 1 - 2^-k, not 1).
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +211,9 @@ def _fid_kid(real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
 
     dim = real.shape[1]
     fid = FrechetInceptionDistance(feature=Identity(dim))
-    kid = KernelInceptionDistance(feature=Identity(dim), subset_size=min(1000, len(real), len(generated)))
+    with warnings.catch_warnings():  # "KID will save all extracted features": a few thousand rows here
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=Identity(dim), subset_size=min(1000, len(real), len(generated)))
     for metric in (fid, kid):
         metric.update(real.double(), real=True)
         metric.update(generated.double(), real=False)
@@ -439,7 +442,7 @@ def coverage_report(
     from .. import __version__
 
     info = {
-        "model": pipe.config.get("_name_or_path"),
+        "model": getattr(pipe, "source_name", None) or "an unsaved pipeline",
         "dataset": data.name,
         "num_real": len(errors),
         "num_generated": len(generated_features),
