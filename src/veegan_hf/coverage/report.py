@@ -64,11 +64,11 @@ class CoverageReport:
         `"coverage_ratio"` or `"reconstruction_mse"`."""
         if by == "uncovered":
             return _worst_order(
-                torch.tensor(self.per_image["covered"]), torch.tensor(self.per_image["reconstruction_mse"])
+                torch.tensor(list(self.per_image["covered"])), torch.tensor(list(self.per_image["reconstruction_mse"]))
             )[:n].tolist()
         if by not in ("coverage_ratio", "reconstruction_mse"):
             raise ValueError(f"by={by!r}: rank by 'uncovered', 'coverage_ratio' or 'reconstruction_mse'.")
-        values = torch.tensor(self.per_image[by], dtype=torch.float64)
+        values = torch.tensor(list(self.per_image[by]), dtype=torch.float64)
         return values.argsort(descending=True)[:n].tolist()
 
     def figures(self) -> dict[str, Any]:
@@ -252,7 +252,9 @@ def _mode_table(
                 else math.nan,
             }
         )
-    return sorted(rows, key=lambda row: (row["relative_gap"], -row["real_share"]))
+    # most under-generated first; among equal gaps (e.g. several modes never drawn), the least covered first
+    rate = lambda row: 1.0 if math.isnan(row["coverage_rate"]) else row["coverage_rate"]  # noqa: E731
+    return sorted(rows, key=lambda row: (row["relative_gap"], rate(row), -row["real_share"]))
 
 
 def coverage_report(

@@ -79,10 +79,13 @@ def builtin_data(name: str, pipe_shape: tuple[int, ...], seed: int, num_real: in
     if name == "mnist":
         images, labels = mnist_split("train")
         real, real_labels = _digits(images, size), labels
-        if num_real is not None:
-            real, real_labels = real[:num_real], real_labels[:num_real]
-        base = _digits(held_images, size)[: real.shape[0]]
-        return AuditData(name, real, real_labels, base, held_labels[: real.shape[0]], "digits", 10, name)
+        base, base_labels = _digits(held_images, size), held_labels
+        if num_real is not None:  # a seeded subset: the offline digits are stored sorted by label
+            generator = torch.Generator().manual_seed(seed)
+            pick = torch.randperm(len(real), generator=generator)[:num_real]
+            real, real_labels = real[pick], real_labels[pick]
+        pick = torch.randperm(len(base), generator=torch.Generator().manual_seed(seed + 1))[: len(real)]
+        return AuditData(name, real, real_labels, base[pick], base_labels[pick], "digits", 10, name)
     count = num_real or NUM_STACKED_AUDITED
     real, real_labels = StackedMNIST.from_split("train").sample(count, torch.Generator().manual_seed(seed), size)
     held = StackedMNIST(held_images, held_labels)
