@@ -3,6 +3,7 @@
     python benchmarks/table2.py --seeds 3                        # the five methods' rows, the preset's 20,000 steps
     python benchmarks/table2.py --rows all --device cuda --jobs 15  # every recipe variant too (the GPU run)
     python benchmarks/table2.py --smoke                          # 1 seed, 10 steps, batch 16: what CI runs
+    python benchmarks/table2.py --setting reduced_d --seeds 3    # the reduced-D setting (table2_reduced_d.py)
 
 Every row trains with `veegan_hf.training` on the `stacked_mnist` preset: shared conv networks, batch, steps and
 optimizer. A row is an objective plus the recipe levers it was given (`ROWS`): DCGAN is `--objective gan` on these
@@ -152,8 +153,9 @@ def run_one(job: dict) -> dict:
     # trains with --eval_at_end false: the scoring below replaces train.py's own
     run = {**train_run({**job, "overrides": [*job["overrides"], *cap]}), "overrides": job["overrides"]}
     start = time.perf_counter()
-    pipe = VEEGAN.from_pretrained(job["output_dir"], load_discriminator=False).to(job["device"])  # EMA generator
+    pipe = VEEGAN.from_pretrained(job["output_dir"]).to(job["device"])  # the EMA generator when EMA was on
     metrics = {**run["metrics"], **evaluate(pipe, DATASET, num_samples=job["num_eval_samples"], seed=0)}
+    metrics["discriminator_parameters"] = sum(p.numel() for p in pipe.discriminator.parameters())
     budget = job["ivom_budget"]
     images = held_out_images(budget["num_images"], pipe.generator.config.image_size)
     metrics.update(
@@ -272,6 +274,12 @@ def _worker_init(device: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--setting", "reduced_d"]:  # the literature's reduced-discriminator table: its own rows
+        sys.path.insert(0, str(REPO))  # `python benchmarks/table2.py` puts benchmarks/, not the root, on the path
+        from benchmarks import table2_reduced_d
+
+        return table2_reduced_d.main(argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per row")
     parser.add_argument("--first_seed", type=int, default=0, help="seeds are first_seed .. first_seed + seeds - 1")

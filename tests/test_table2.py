@@ -108,3 +108,26 @@ def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
     again = json.loads((results / "table2_smoke.json").read_text())
     assert again["meta"]["reused_runs"] == len(payload["runs"]) and again["summary"] == payload["summary"]
     assert again["meta"]["commit"] == "c" * 40
+
+
+@pytest.mark.slow
+def test_reduced_d_smoke_logs_every_run_and_resumes(tmp_path, monkeypatch):
+    """`--setting reduced_d --smoke`: both rows at both D sizes, D's size beside each, the published rows, and a
+    second call that finds every run in the log and trains nothing."""
+    from benchmarks import table2_reduced_d
+
+    monkeypatch.setenv("VEEGAN_COMMIT", "d" * 40)
+    args = ["--setting", "reduced_d", "--smoke", "--results_dir", str(tmp_path)]
+    assert table2.main(args) == 0
+    payload = json.loads((tmp_path / "table2_reduced_d_smoke.json").read_text())
+    assert set(payload["summary"]) == {"gan/d4", "gan/d2", "veegan/d4", "veegan/d2"}
+    sizes = {key: cell["discriminator_parameters"] for key, cell in payload["summary"].items()}
+    assert sizes["gan/d4"] == 585 and sizes["gan/d2"] == 1889  # the reference's reduced discriminators
+    assert sizes["veegan/d4"] == 585 + 256 * 8 + 8  # plus the one linear map that reads z
+    markdown = (tmp_path / "table2_reduced_d_smoke.md").read_text()
+    assert "PacDCGAN4, 500k iterations" in markdown and "*667.4* | *1.81*" in markdown and "data row" in markdown
+    log = tmp_path / "table2_reduced_d_smoke_runs.jsonl"
+    assert len(log.read_text().splitlines()) == 4
+    assert table2_reduced_d.main(args[2:]) == 0  # the same runs again: all reused, nothing appended
+    assert len(log.read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "table2_reduced_d_smoke.json").read_text())["summary"] == payload["summary"]
