@@ -70,3 +70,35 @@ def test_preset_runs_on_tiny_data(tmp_path, preset):
             "dataloader_num_workers",
         ):
             assert config[key] == value, key
+
+
+def test_help_describes_every_option_and_its_data_dependent_default(capsys):
+    """`--help` gives each option its config comment and choices, and says where a default depends on the data."""
+    from veegan_hf.training.arguments import _parser, field_comments
+    from veegan_hf.training.config import fields
+
+    comments = field_comments()
+    assert all(comments.get(name) for name in fields()), sorted(n for n in fields() if not comments.get(n))
+    text = " ".join(_parser().format_help().split())
+    assert "--reconstruction_weight VALUE lambda on ||z - F(G(z))||^2" in text
+    assert "(default: 1.0 from the ring preset; image data without a preset: 0.01;" in text
+    assert "{veegan, gan, ali, unrolled, pacgan}" in text and "--print_config" in text
+    assert "(default: 16 from the ring preset; image data without a preset: 32;" in text  # latent_dim
+
+
+def test_print_config_resolves_preset_data_and_flags_without_training(tmp_path, capsys):
+    import PIL.Image
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(70):  # more than the image preset's batch of 64
+        PIL.Image.new("L", (28, 28), color=i).save(folder / f"{i}.png")
+    out = tmp_path / "never-made"
+    argv = ["--print_config", "--train_data_dir", str(folder), "--output_dir", str(out), "--seed", "7"]
+    assert train_module.main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["preset"] == "image" and record["seed"] == 7 and record["reconstruction_weight"] == 0.01
+    assert (record["resolution"], record["num_channels"], record["architecture"]) == (28, 1, "dcgan")  # the data's
+    assert not out.exists()
+    assert train_module.main(["--print_config", "--learning_rate", "-1"]) == 1  # a bad value: the usual one line
+    assert "--learning_rate -1.0 must lie in" in capsys.readouterr().err

@@ -5,6 +5,7 @@ The same entry as the repository's `training/train.py`, for a plain `pip install
 """
 
 import gc
+import json
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from dataclasses import replace
 import torch
 
 from .training import ConfigError, NonFiniteLossError, TrainingConfig, parse_config, train
+from .training.arguments import wants_print_config
 
 _SILENT_RANK_WAIT_S = 60.0  # at most; see main()
 
@@ -60,6 +62,21 @@ def _shutdown_distributed() -> None:
     torch.distributed.destroy_process_group()
 
 
+def _print_config(argv: list[str]) -> int:
+    """The options a command would train with, data-dependent ones resolved, as JSON on stdout; nothing is written."""
+    from .training.config import resolved_record
+    from .training.sources import resolve_data
+
+    try:
+        config, _ = resolve_data(parse_config(argv))
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    record = {k: v for k, v in resolved_record(config).items() if k not in ("command", "launcher_mixed_precision")}
+    print(json.dumps(record, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses `argv` (default: `sys.argv[1:]`), trains, and returns the exit status."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -68,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     _exit_with_launcher()
     rank = int(os.environ.get("RANK", "0"))
+    if wants_print_config(argv):
+        return _print_config([a for a in (sys.argv[1:] if argv is None else argv) if a != "--print_config"])
     try:
         train(_launcher_threads(parse_config(argv)))
     except (ValueError, TypeError, NonFiniteLossError) as err:  # ConfigError and the package's input errors

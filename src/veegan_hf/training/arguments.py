@@ -8,6 +8,8 @@ abbreviated, and a mistyped one is answered with the nearest valid name.
 
 import argparse
 import difflib
+import inspect
+import re
 import sys
 import typing
 from importlib import resources
@@ -90,23 +92,78 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def parse_config(argv: list[str] | None = None) -> TrainingConfig:
-    """Defaults <- the preset <- command-line flags, validated."""
+def field_comments() -> dict[str, str]:
+    """option -> the why-comment beside it in `TrainingConfig` (or the comment lines right above it)."""
+    source = inspect.getsource(TrainingConfig).splitlines()
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in source:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("# "))
+            continue
+        match = re.match(r"(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", stripped)
+        if match and match.group(1) in FIELD_TYPES:
+            comments[match.group(1)] = match.group(2) or " ".join(above)
+        above = []
+    return comments
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def help_text(name: str, comment: str, ring: dict[str, Any], image: dict[str, Any]) -> str:
+    """One option's `--help` line: what it does, its choices, and its default, which can depend on the data."""
+    from .config import _CHOICES
+
+    text = comment or ""
+    choices = [c for c in _CHOICES.get(name, ()) if c is not None]
+    if choices:
+        text += f" {{{', '.join(_shown(c) for c in choices)}}}"
+    default = ring.get(name, fields()[name].default)
+    text += f" (default: {_shown(default)}"
+    if name in ring:
+        text += " from the ring preset"
+    if image.get(name, fields()[name].default) != default:
+        text += f"; image data without a preset: {_shown(image.get(name, fields()[name].default))}"
+    return text.replace("%", "%%") + "; a --config preset may set it)"
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="train.py",
-        description="Train VEEGAN with Accelerate.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage="train.py [--config PRESET] [--print_config] [--OPTION VALUE ...]",
+        description=(
+            "Train VEEGAN with Accelerate. Defaults <- a preset <- flags: a built-in --dataset_name brings its own "
+            "preset (ring when nothing is given), image data without a preset starts from the image preset, and "
+            "--config NAME or a YAML path picks another. --print_config shows what a command would run."
+        ),
         allow_abbrev=False,  # `--max_train_step 5` must not quietly mean --max_train_steps
     )
     parser.add_argument(
         "--config", dest="preset", default=None, help=f"a preset ({', '.join(preset_names())}) or a YAML path"
     )
-    for name, f in fields().items():
+    parser.add_argument(
+        "--print_config", action="store_true", help="print the fully resolved options (preset, data, flags) and exit"
+    )
+    comments, ring, image = field_comments(), load_preset("ring"), load_preset(IMAGE_PRESET)
+    for name in fields():
+        text = help_text(name, comments.get(name, ""), ring, image)
         if base_type(FIELD_TYPES[name]) is bool:  # `--use_ema` alone means true; `--use_ema false` turns it off
-            parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=f"(default: {f.default})")
+            parser.add_argument(f"--{name}", nargs="?", const="true", default=None, help=text, metavar="BOOL")
         else:
-            parser.add_argument(f"--{name}", type=str, default=None, help=f"(default: {f.default})")
-    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+            parser.add_argument(f"--{name}", type=str, default=None, help=text, metavar="VALUE")
+    return parser
+
+
+def wants_print_config(argv: list[str] | None) -> bool:
+    return "--print_config" in (sys.argv[1:] if argv is None else argv)
+
+
+def parse_config(argv: list[str] | None = None) -> TrainingConfig:
+    """Defaults <- the preset <- command-line flags, validated."""
+    args = _parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     given = {
         name: coerce(name, getattr(args, name), "command line") for name in fields() if getattr(args, name) is not None
     }

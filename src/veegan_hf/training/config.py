@@ -29,7 +29,7 @@ class TrainingConfig:
     dataset_config_name: str | None = None  # the Hub dataset's configuration, if it has several
     train_data_dir: str | None = None  # a local imagefolder (alternative to dataset_name)
     image_column: str | None = None  # detected when omitted
-    resolution: int | None = None  # image side; None: 28 for the digit data, 64 for Hub/local image data
+    resolution: int | None = None  # image side; None: the data's own (28, 32 or 64 px squares), else 64
     num_channels: int | None = None  # 1 or 3; None: what the data holds (grayscale -> 1)
     center_crop: bool = True  # crop the square from the middle (False: a random square)
     random_flip: bool = False  # horizontal flips; off by default because digits are not symmetric
@@ -80,17 +80,17 @@ class TrainingConfig:
     learning_rate: float = 1e-3  # G and F, the notebook's
     discriminator_learning_rate: float | None = None  # None: same as learning_rate
     adam_beta1: float = 0.5  # the notebook's; 0.5 damps GAN oscillations
-    adam_beta2: float = 0.999
+    adam_beta2: float = 0.999  # Adam's second-moment decay, PyTorch's default
     lr_scheduler: str = "constant"  # constant | cosine | linear: decay to 0 over the run
-    lr_warmup_steps: int = 0
+    lr_warmup_steps: int = 0  # steps of linear warm-up from 0 to the rate
     lr_decay_start: float = 0.0  # linear/cosine decay begins after this fraction of the run (0.5: the last half)
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = 1  # batches per optimizer step: a larger effective batch in the same memory
     mixed_precision: str | None = None  # no | fp16 | bf16; None: the launcher's (`accelerate launch`), else "no"
     use_ema: bool = True  # an EMA generator is used for samples, evaluation and export
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # the EMA's decay per step: it averages about the last 1 / (1 - decay) steps
     ema_start: float = 0.0  # the EMA copies G until this fraction of the run, then averages (0.75: the last quarter)
     compile: bool = False  # torch.compile the step's forward: one graph (and one backward graph) per step
-    seed: int = 0
+    seed: int = 0  # seeds the networks, the data order and every sample: the same seed, the same run
     num_cpu_threads: int | None = None  # torch threads per process; None: the cores / local processes (the CLI)
 
     # checkpoints, logging, evaluation
@@ -107,8 +107,8 @@ class TrainingConfig:
 
     # hub
     push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_token: str | None = None
+    hub_model_id: str | None = None  # ORG/NAME on the Hub, for --push_to_hub
+    hub_token: str | None = None  # a Hub token; defaults to the stored login (never written to any record)
 
     # the preset this run started from (set by `--config`, recorded for provenance)
     preset: str | None = None

@@ -21,6 +21,8 @@ from .config import ConfigError, TrainingConfig
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "images", "pixel_values", "picture", "photo")
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 NUM_PROBED_IMAGES = 16  # images opened to learn the channel count and to catch a corrupt folder early
+NATIVE_RESOLUTIONS = (28, 32, 64)  # square images of these sizes train at their own size
+DEFAULT_RESOLUTION = 64  # anything else is resized and center-cropped to 64 px
 
 
 def find_image_column(column_names: list[str], features: Any | None = None, requested: str | None = None) -> str:
@@ -118,14 +120,18 @@ def _decode(cell: Any, skip: bool):
         ) from None
 
 
-def _probe_images(dataset, column: str, config: TrainingConfig) -> str:
-    """Opens the first images: the mode they share decides the channels; a corrupt one is reported by name."""
+def _probe_images(dataset, column: str, config: TrainingConfig) -> tuple[str, int]:
+    """Opens the first images: the mode they share decides the channels, and a square size they share that the
+    networks support (28, 32, 64) is the resolution (64 otherwise); a corrupt one is reported by name."""
     probe = _as_image_column(dataset.select(range(min(NUM_PROBED_IMAGES, len(dataset)))), column)
     images = [image for row in probe if (image := _decode(row[column], config.skip_corrupt_images)) is not None]
     if not images:
         raise ConfigError(f"none of the first {len(probe)} images of {config.data_source!r} could be decoded.")
     modes = [getattr(image, "mode", "RGB") for image in images]
-    return "gray" if all(m in GRAY_MODES for m in modes) else "color"
+    sizes = {getattr(image, "size", None) for image in images}
+    side = next(iter(sizes))[0] if len(sizes) == 1 and next(iter(sizes)) is not None else None
+    native = side if side in NATIVE_RESOLUTIONS and next(iter(sizes))[1] == side else DEFAULT_RESOLUTION
+    return ("gray" if all(m in GRAY_MODES for m in modes) else "color"), native
 
 
 def resolve_data(config: TrainingConfig) -> tuple[TrainingConfig, Any]:
@@ -143,12 +149,12 @@ def resolve_data(config: TrainingConfig) -> tuple[TrainingConfig, Any]:
     if len(dataset) == 0:
         raise ConfigError(f"dataset {config.data_source!r} has no rows.")
     column = find_image_column(dataset.column_names, dataset.features, config.image_column)
-    kind = _probe_images(dataset, column, config)
+    kind, native = _probe_images(dataset, column, config)
     channels = config.num_channels or (1 if kind == "gray" else 3)
     resolved = dataclasses.replace(
         config,
         architecture=config.architecture or "dcgan",
-        resolution=config.resolution or 64,
+        resolution=config.resolution or native,
         num_channels=channels,
         image_column=column,
     )
