@@ -5,7 +5,8 @@
 The run's exported pipeline (the EMA generator and the reconstructor; D is not shipped) is scored by the protocol of
 benchmarks/BENCHMARKS.md: 10,000 samples labelled by the shipped classifier give the digit histogram, its KL to uniform
 and the smallest and largest digit shares; IvOM and the one-pass G(F(x)) error come from 64 held-out digits. The
-numbers go into the model card and `metrics.json`, beside the command and commit that trained the run.
+numbers go into the model card and `metrics.json` (the layout a training run writes: metrics at the top level, the
+run's facts under `train/` and the scoring command under `eval/`).
 """
 
 import argparse
@@ -45,18 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     shares = digit_shares(pipe)
     images = mnist_pixel_values(mnist_split("classifier_test")[0][:NUM_IVOM_IMAGES])  # digits no GAN trained on
     evaluation.update(inversion_metrics(pipe, images, seed=SEED))
-    evaluation.update({"digit_share_min": min(shares), "digit_share_max": max(shares)})
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     scores = {k: v for k, v in evaluation.items() if not k.startswith("ivom_num") and k != "ivom_learning_rate"}
     pipe.save_pretrained(out, dataset_name="mnist", metrics=scores)
+    run = json.loads((Path(args.run_dir) / "metrics.json").read_text())
     record = {
-        "evaluation": evaluation,
-        "digit_shares": shares,
-        "command": args.command,
-        "commit": args.commit,
-        "evaluation_command": "python benchmarks/ship_digit_model.py RUN_DIR --command ... --commit " + args.commit,
+        **evaluation,
+        "mode_shares": shares,
+        **{k: v for k, v in run.items() if k.startswith("train/")},
+        "train/command": args.command,
+        "train/commit": args.commit,
+        "eval/command": "python benchmarks/ship_digit_model.py RUN_DIR --command ... --commit " + args.commit,
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     print(json.dumps(record, indent=2))

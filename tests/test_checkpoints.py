@@ -158,3 +158,23 @@ def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
         == 0
     )
     assert json.loads((out / "metrics.json").read_text())["train/steps"] == last + 2
+
+
+def test_a_resume_onto_other_data_is_refused_and_segments_are_recorded(tmp_path, capsys):
+    """Each launch of a resumed run is one segment of its record and card; a resume that changes the data is refused
+    as an architecture change is, naming the data it was trained on."""
+    out = tmp_path / "o"
+    common = ("--dataset_name", "grid", "--checkpointing_steps", "20", "--eval_at_end", "false")
+    assert run(*common, "--max_train_steps", "40", "--output_dir", str(out)) == 0
+    assert run(*common, "--max_train_steps", "60", "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
+    record = json.loads((out / "training_config.json").read_text())
+    assert [(s["from_step"], s["to_step"], s["data"]) for s in record["segments"]] == [
+        (0, 40, "grid"),
+        (40, 60, "grid"),
+    ]
+    card = (out / "README.md").read_text()
+    assert "Trained in launches" in card and "1. steps 0–40 on `grid`" in card and "2. steps 40–60 on `grid`" in card
+    other = ("--dataset_name", "ring", "--max_train_steps", "80", "--resume_from_checkpoint", "latest")
+    capsys.readouterr()
+    assert run(*other, "--output_dir", str(out)) == 1
+    assert "checkpoint-60 was trained on 'grid', and this run asks for 'ring'" in capsys.readouterr().err

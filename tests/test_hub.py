@@ -150,7 +150,7 @@ def test_ivom_settings_are_not_listed_as_metrics(tmp_path):
     make_pipeline("dcgan-32-3").save_pretrained(tmp_path, metrics=metrics)
     card, text = _card(tmp_path)
     assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [
-        ("IvOM (MSE after optimization)", 0.01)
+        ("IvOM: best of F(x) and random starts, after Adam steps (MSE)", 0.01)
     ]
     assert "ivom_num_steps" not in text and "num_samples" not in text
 

@@ -163,11 +163,38 @@ def test_max_train_seconds_stops_on_time_between_logging_steps(tmp_path):
     out = tmp_path / "o"
     args = ("--dataset_name", "grid", "--max_train_steps", "10000000", "--max_train_seconds", "1.5")
     quiet = ("--logging_steps", "5000000", "--validation_steps", "5000000", "--eval_at_end", "false")
-    assert run(*args, *quiet, "--output_dir", str(out)) == 0
+    assert run(*args, *quiet, "--fit_schedules_to_time", "false", "--output_dir", str(out)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train/stopped_by_time"] is True
     assert 0 < metrics["train/steps"] < 10_000_000
     assert 1.5 <= metrics["train/wall_seconds"] < 4.0, metrics["train/wall_seconds"]
+
+
+def test_max_train_seconds_fits_the_schedules_to_the_time(tmp_path):
+    """The grid preset decays its rate over the last quarter: under a time limit the decay is fitted to the steps
+    that fit, so the run ends with the rate near 0, and the record, the metrics and the card say how it ended."""
+    out = tmp_path / "o"
+    args = (
+        "--dataset_name",
+        "grid",
+        "--max_train_steps",
+        "10000000",
+        "--max_train_seconds",
+        "4",
+        "--logging_steps",
+        "50",
+    )
+    assert run(*args, "--validation_steps", "5000000", "--eval_at_end", "false", "--output_dir", str(out)) == 0
+    record = json.loads((out / "training_config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    fitted = record["fitted_max_train_steps"]
+    assert 100 < fitted < 10_000_000 and metrics["train/steps"] >= 0.98 * fitted
+    assert metrics["train/stop_reason"].startswith("completed the schedules fitted to --max_train_seconds 4")
+    assert record["run"]["steps"] == metrics["train/steps"] and record["run"]["max_train_steps"] == 10_000_000
+    assert metrics["train/wall_seconds"] < 4.5
+    card = (out / "README.md").read_text()
+    assert f"| steps | {metrics['train/steps']:,} of 10,000,000 (completed the schedules fitted" in card
+    assert "| training images | fresh draws every step |" in card
 
 
 IMAGE_ARGS = [

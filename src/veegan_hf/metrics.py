@@ -209,6 +209,7 @@ def stacked_mnist_metrics(
 
     Returns:
         `dict[str, float]`: `modes_covered` (int: modes hit by at least one sample), `kl` (float),
+        `mode_share_min` and `mode_share_max` (the rarest and the commonest mode's share of the samples),
         `num_modes` (int), `num_samples` (int).
     """
     if predicted_modes.ndim != 1 or predicted_modes.numel() == 0:
@@ -241,6 +242,9 @@ def stacked_mnist_metrics(
     return {
         "modes_covered": int(hit.sum()),
         "kl": max(kl, 0.0),  # clamp rounding just below 0
+        # a count of covered modes hides how unequal they are: the smallest and largest shares say it
+        "mode_share_min": float(p_gen.min()),
+        "mode_share_max": float(p_gen.max()),
         "num_modes": num_modes,
         "num_samples": int(modes.numel()),
     }

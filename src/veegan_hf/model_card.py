@@ -27,14 +27,23 @@ METRIC_NAMES = {
     "hq_percent": ("High-quality samples (%)", "hq_percent"),
     "reverse_kl": ("Reverse KL to uniform modes", "reverse_kl"),
     "modes_covered": ("Modes covered", "modes_covered"),
-    "kl": ("KL(p_gen || p_data)", "kl"),
-    "reconstruction_mse": ("Reconstruction MSE G(F(x))", "mse"),
-    "ivom": ("IvOM (MSE after optimization)", "mse"),
-    "ivom_from_encoder": ("IvOM from the encoder's code alone (MSE)", "mse"),
+    "kl": ("KL(p_gen || uniform over modes)", "kl"),
+    "reconstruction_mse": ("Reconstruction MSE G(F(x)), one pass", "mse"),
+    "ivom": ("IvOM: best of F(x) and random starts, after Adam steps (MSE)", "mse"),
+    "ivom_from_encoder": ("IvOM: Adam steps started from F(x) only (MSE)", "mse"),
     "classifier_accuracy": ("Mode classifier held-out accuracy", "accuracy"),
-    "digit_share_min": ("Smallest mode's share of the samples", "share"),
-    "digit_share_max": ("Largest mode's share of the samples", "share"),
+    "mode_share_min": ("Smallest mode's share of the samples", "share"),
+    "mode_share_max": ("Largest mode's share of the samples", "share"),
 }
+# display names of earlier versions, read back to their keys
+LEGACY_METRIC_NAMES = {
+    "KL(p_gen || p_data)": "kl",
+    "IvOM (MSE after optimization)": "ivom",
+    "IvOM from the encoder's code alone (MSE)": "ivom_from_encoder",
+    "Reconstruction MSE G(F(x))": "reconstruction_mse",
+}
+# what scored the model, not a property of it: shown under the table, never in the model-index as a result
+SCORER_KEYS = frozenset({"classifier_accuracy"})
 # mode counts: their display name says "of how many", taken from `num_modes` or the built-in dataset
 MODE_METRICS = ("modes_captured", "modes_covered")
 # what the metric functions return beside the metrics: sample counts and settings, never listed as metrics
@@ -216,7 +225,7 @@ def create_model_card(
             metric_value=value,
         )
         for key, value in shown.items()
-        if math.isfinite(value)  # NaN and inf stay in the table below; the Hub's model-index wants numbers
+        if math.isfinite(value) and key not in SCORER_KEYS  # NaN and inf stay in the table; the Hub wants numbers
     ]
     card_data = ModelCardData(
         library_name="veegan-hf",
@@ -229,8 +238,16 @@ def create_model_card(
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
     )
     if shown:
-        rows = "\n".join(f"| {metric_display_name(k, num_modes)} | {v:.6g} |" for k, v in shown.items())
+        rows = "\n".join(
+            f"| {metric_display_name(k, num_modes)} | {v:.6g} |" for k, v in shown.items() if k not in SCORER_KEYS
+        )
         metrics_table = f"| metric | value |\n|---|---|\n{rows}"
+        if "classifier_accuracy" in shown:
+            metrics_table += (
+                f"\n\nModes are the digits the package's shipped classifier reads (held-out accuracy "
+                f"{100 * shown['classifier_accuracy']:.1f}%; one per channel for stacked digits); KL compares the "
+                "samples' mode histogram with the uniform one."
+            )
     else:
         metrics_table = "No evaluation was recorded for this model."
     architecture_rows = "\n".join(
@@ -243,8 +260,8 @@ def create_model_card(
         scrubbed = {key: scrub_option(str(key), value) for key, value in training_config.items()}
         options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: _scrub_text(str(v)))
         training_section = (
-            "## Training\n\n<details><summary>Resolved training options</summary>\n\n"
-            f"```json\n{options}\n```\n</details>"
+            f"## Training\n\n{_training_run(training_config)}<details><summary>Resolved training options</summary>"
+            f"\n\n```json\n{options}\n```\n</details>"
         )
     samples_section = ""
     if save_directory is not None and (Path(save_directory) / SAMPLES_NAME).is_file():
@@ -275,6 +292,34 @@ def create_model_card(
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
 
 
+def _training_run(record: dict[str, Any]) -> str:
+    """What the run did, beside what it was asked to do: steps run, why it stopped, wall time, training images, and
+    each launch (segment) of a resumed run."""
+    run = record.get("run")
+    if not isinstance(run, dict):
+        return ""
+    minutes, seconds = divmod(round(float(run.get("wall_seconds", 0))), 60)
+    images = run.get("num_training_images")
+    rows = [
+        f"| steps | {run.get('steps', '?'):,} of {run.get('max_train_steps', '?'):,} ({run.get('stop_reason', '?')}) |",
+        f"| training wall time | {minutes} min {seconds} s (the last launch) |",
+        f"| training images | {f'{images:,}' if images else 'fresh draws every step'} |",
+    ]
+    if run.get("skipped_images"):
+        rows.append(f"| undecodable images skipped | {run['skipped_images']:,} |")
+    text = "| | |\n|---|---|\n" + "\n".join(rows) + "\n\n"
+    segments = record.get("segments") or []
+    if len(segments) > 1 or (segments and segments[0].get("from_step")):
+        text += "Trained in launches (each resume is one):\n\n"
+        for i, part in enumerate(segments, 1):
+            data, command = scrub_option("dataset_name", part.get("data")), _scrub_text(str(part.get("command")))
+            commit = str(part.get("commit") or "unknown")[:12]
+            steps = f"{part.get('from_step')}–{part.get('to_step')}"
+            text += f"{i}. steps {steps} on `{data}`, commit `{commit}`: `{command}`\n"
+        text += "\n"
+    return text
+
+
 def read_model_card_metadata(path: Path) -> dict[str, Any]:
     """The dataset and metrics recorded in an existing card, so that a re-save or a push keeps them.
 
@@ -298,7 +343,7 @@ def read_model_card_metadata(path: Path) -> dict[str, Any]:
     if dataset_name:
         metadata["dataset_name"] = dataset_name
     if data.eval_results:
-        by_name = {display: key for key, (display, _) in METRIC_NAMES.items()}
+        by_name = {**LEGACY_METRIC_NAMES, **{display: key for key, (display, _) in METRIC_NAMES.items()}}
         metrics: dict[str, Any] = {}
         out_of = None
         for result in data.eval_results:

@@ -166,14 +166,38 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
     return path
 
 
-def _check_compatible(path: Path, config: TrainingConfig) -> None:
+def saved_record(path: Path) -> dict[str, Any]:
+    """The training record a checkpoint was saved with, or {} for one made by an older version."""
     record_path = path / RECORD_NAME
     if not record_path.is_file():
-        return  # made by an older version: Accelerate's strict load still catches shape mismatches
+        return {}
     try:
-        saved = json.loads(record_path.read_text())
+        return json.loads(record_path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise ConfigError(f"{record_path} is unreadable ({err}); resume from another checkpoint.") from None
+
+
+def _same_data(saved: dict[str, Any], config: TrainingConfig) -> bool:
+    before = saved.get("train_data_dir") or saved.get("dataset_name")
+    now = config.data_source
+    if before == now:
+        return saved.get("dataset_config_name") == config.dataset_config_name
+    both_local = before is not None and Path(before).exists() and Path(now).exists()
+    return both_local and Path(before).resolve() == Path(now).resolve()
+
+
+def _check_compatible(path: Path, config: TrainingConfig) -> None:
+    saved = saved_record(path)
+    if not saved:
+        return  # made by an older version: Accelerate's strict load still catches shape mismatches
+    if not _same_data(saved, config):
+        before = saved.get("train_data_dir") or saved.get("dataset_name")
+        flag = "--train_data_dir" if saved.get("train_data_dir") else "--dataset_name"
+        raise ConfigError(
+            f"{path.name} was trained on {before!r}, and this run asks for {config.data_source!r}; resume with the "
+            f"same data ({flag} {before}), or train on the new data in another --output_dir (a new run), so that "
+            "the card describes what the model saw."
+        )
     for name in ARCHITECTURE_OPTIONS:
         if name in saved and saved[name] != getattr(config, name):
             raise ConfigError(

@@ -77,6 +77,7 @@ class TrainingConfig:
     train_batch_size: int = 500  # per process; the notebook's 500
     max_train_steps: int = 2000  # optimizer steps
     max_train_seconds: float | None = None  # stop early after this much training wall time (None: no limit)
+    fit_schedules_to_time: bool = True  # with max_train_seconds: the lr, lambda and EMA schedules end by the limit
     learning_rate: float = 1e-3  # G and F, the notebook's
     discriminator_learning_rate: float | None = None  # None: same as learning_rate
     adam_beta1: float = 0.5  # the notebook's; 0.5 damps GAN oscillations

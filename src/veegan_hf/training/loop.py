@@ -22,7 +22,7 @@ from ..pipeline_veegan import VEEGAN
 from . import checkpointing, reporting
 from .config import ConfigError, TrainingConfig, resolved_record
 from .networks import EMA, build_networks, make_optimizer
-from .schedules import lr_factor, reconstruction_weight_factor
+from .schedules import FIT_AFTER_STEPS, FITTED_DONE, fitted_steps, has_schedule, lr_factor, reconstruction_weight_factor
 from .sources import build_source, resolve_data
 
 logger = logging.getLogger("veegan_hf.train")
@@ -145,6 +145,11 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
 
     effective_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     record = resolved_record(config, num_processes=accelerator.num_processes, effective_batch_size=effective_batch)
+    # one segment per launch: a resumed run's card lists each stretch of steps with its data, command and commit
+    saved = checkpointing.saved_record(resume_path) if resume_path is not None else {}
+    earlier = saved.get("segments", [])
+    segment = {"data": config.data_source, "command": record["command"], "commit": record["git_commit"]}
+    record["segments"] = [*earlier, {**segment, "from_step": first_step, "to_step": first_step}]
     if accelerator.is_main_process:
         checkpointing.write_json_atomic(output_dir / checkpointing.RECORD_NAME, record)
     if log_with is not None:
@@ -195,6 +200,17 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
 
     latent_shape = (config.train_batch_size, config.latent_dim)
     ema_from = int(config.ema_start * config.max_train_steps)  # until this step the EMA is a copy of G
+    # --max_train_seconds cuts a run short of its schedules: once FIT_AFTER_STEPS steps have shown the step rate, the
+    # schedules are fitted to the steps that fit in the time, so the rate and lambda still decay; a resume keeps them
+    fit = config.max_train_seconds is not None and config.fit_schedules_to_time and has_schedule(config)
+    fit_at = first_step + FIT_AFTER_STEPS if fit and "fitted_max_train_steps" not in saved else None
+    stop_at = saved.get("fitted_max_train_steps") if fit else None
+    if stop_at is not None:
+        schedule = replace(config, max_train_steps=stop_at)
+        scheduler.lr_lambdas[0], factor = lr_factor(schedule), reconstruction_weight_factor(schedule)
+        ema_from, record["fitted_max_train_steps"] = int(config.ema_start * stop_at), stop_at
+        if factor:
+            weight.fill_(config.reconstruction_weight * factor(first_step))
     batches = source.batches(device, first_step)
     progress = reporting.progress_bar(accelerator, first_step, config.max_train_steps)
     running, num_running = None, 0  # device-side sums of the logged losses since the last read-back
@@ -257,6 +273,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_train_steps:
             if _diverged(running):  # never checkpoint a diverged model over a good one
                 _stop_on_nonfinite(step, last_checkpoint, config)
+            record["segments"][-1]["to_step"] = step
             saved = checkpointing.save_checkpoint(
                 accelerator, output_dir, step, config.checkpoints_total_limit, export_to
             )
@@ -277,6 +294,22 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             stopped_by_time = True
             logger.info("stopping at step %d: --max_train_seconds %s reached", step, config.max_train_seconds)
             break
+        # fitted once the rate is known, then refitted at logging steps as the rate drifts (other load, validations)
+        if fit_at is not None and (step == fit_at or (step > fit_at and step % config.logging_steps == 0)):
+            horizon = fitted_steps(config, step - first_step, time.perf_counter() - start_time, first_step)
+            if horizon != stop_at:
+                if stop_at is None:
+                    logger.info(
+                        "--max_train_seconds %g: the schedules are fitted to end at step %d of %d",
+                        config.max_train_seconds,
+                        horizon,
+                        config.max_train_steps,
+                    )
+                stop_at, schedule = horizon, replace(config, max_train_steps=horizon)
+                scheduler.lr_lambdas[0], factor = lr_factor(schedule), reconstruction_weight_factor(schedule)
+                ema_from, record["fitted_max_train_steps"] = int(config.ema_start * stop_at), stop_at
+        if stop_at is not None and step >= stop_at:
+            break
     progress.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the queued kernels belong to the timed steps
@@ -285,6 +318,24 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
     if _diverged(running):
         _stop_on_nonfinite(step, last_checkpoint, config)
     _check_ranks_agree(accelerator, raw)
+    record["segments"][-1]["to_step"] = step
+    wall_seconds = round(time.perf_counter() - start_time, 2)
+    # the time ran out within 2% of the fitted schedules' end: their rate and lambda are as good as decayed
+    fitted_done = stop_at is not None and step >= FITTED_DONE * stop_at
+    if stopped_by_time and not fitted_done:
+        reason = f"--max_train_seconds {config.max_train_seconds:g} reached"
+    elif fitted_done and step < config.max_train_steps:
+        reason = f"completed the schedules fitted to --max_train_seconds {config.max_train_seconds:g}"
+    else:
+        reason = "completed"
+    record["run"] = {  # what happened, for the card and the summary: the options alone say what was asked for
+        "steps": step,
+        "max_train_steps": config.max_train_steps,
+        "stop_reason": reason,
+        "wall_seconds": wall_seconds,
+        "num_training_images": source.num_images,
+        "skipped_images": source.skipped_images,
+    }
     if config.checkpointing_steps:
         checkpointing.save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit, export_to)
 
@@ -300,7 +351,10 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         metrics.update(
             {
                 "train/steps": step,
-                "train/wall_seconds": round(time.perf_counter() - start_time, 2),
+                "train/max_train_steps": config.max_train_steps,
+                "train/stop_reason": record["run"]["stop_reason"],
+                "train/num_training_images": source.num_images,
+                "train/wall_seconds": wall_seconds,
                 "train/validation_seconds": round(validation_seconds, 2),  # mid-run validations, within the wall time
                 "train/steps_per_second": steps_per_second,
                 "train/samples_per_second": steps_per_second * effective_batch,
@@ -311,6 +365,7 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             }
         )
         checkpointing.write_json_atomic(output_dir / "metrics.json", metrics)
+        checkpointing.write_json_atomic(output_dir / checkpointing.RECORD_NAME, record)  # with the run's outcome
         scores = {k: v for k, v in metrics.items() if "/" not in k}
         card = dict(dataset_name=config.data_source, metrics=scores, training_config=record)
         pipe.save_pretrained(output_dir, **card)

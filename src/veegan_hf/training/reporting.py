@@ -10,6 +10,7 @@ from ..data import BUILTIN_DATASETS, get_mixture
 from ..evaluation import draw_samples, evaluate
 from ..pipeline_veegan import VEEGAN
 from .config import TrainingConfig
+from .schedules import has_schedule
 
 logger = logging.getLogger("veegan_hf.train")
 GRID_SAMPLES, GRID_COLUMNS = 64, 8
@@ -87,9 +88,17 @@ def _log_figure(accelerator, figure, step: int) -> None:
 def summary(config: TrainingConfig, metrics: dict[str, Any], pushed_url: str | None = None) -> str:
     """The end-of-run message: where the model is, the final metrics as a table, the samples and TensorBoard."""
     output_dir = Path(config.output_dir)
+    steps, planned = metrics.get("train/steps", "?"), metrics.get("train/max_train_steps", "?")
+    reason = metrics.get("train/stop_reason", "completed")
     lines = [
-        f"Training finished: {metrics.get('train/steps', '?')} steps in {metrics.get('train/wall_seconds', 0):.0f} s."
+        f"Training finished: {steps} of {planned} steps ({reason}) in {metrics.get('train/wall_seconds', 0):.0f} s"
+        + (f", on {images:,} training images." if (images := metrics.get("train/num_training_images")) else ".")
     ]
+    if reason.startswith("--max_train_seconds") and has_schedule(config):
+        lines.append(
+            "  note      the run stopped before its schedules ended (the learning rate, lambda or the EMA), so the "
+            "metrics below are of an unfinished recipe; --fit_schedules_to_time true fits them to the time"
+        )
     lines.append(f"  pipeline  {output_dir.resolve()}  (VEEGAN.from_pretrained({str(output_dir)!r}))")
     shown = {k: v for k, v in metrics.items() if not k.startswith("train/") and k not in ("num_samples", "num_modes")}
     if shown:

@@ -5,6 +5,10 @@ from collections.abc import Callable
 
 from .config import TrainingConfig
 
+FIT_AFTER_STEPS = 100  # the step rate that fits the schedules to --max_train_seconds is measured over these steps
+FITTED_DONE = 0.98  # a run stopped by the time this close to its fitted end has, in effect, finished its schedules
+FIT_MARGIN = 0.95  # validations and checkpoints cost time too: the fitted schedules end a little before the limit
+
 
 def lr_factor(config: TrainingConfig) -> Callable[[int], float]:
     """The learning-rate multiplier per step: linear warm-up, constant, then linear or cosine decay to 0."""
@@ -48,3 +52,23 @@ def reconstruction_weight_factor(config: TrainingConfig) -> Callable[[int], floa
         return 1 - (step - start) / (end - start)
 
     return factor
+
+
+def has_schedule(config: TrainingConfig) -> bool:
+    """Does anything change over the run (the rate, lambda, the EMA's start), so that stopping early cuts it short?"""
+    return (
+        config.lr_scheduler != "constant"
+        or config.lr_warmup_steps > 0
+        or (config.objective == "veegan" and config.reconstruction_weight_schedule != "constant")
+        or (config.use_ema and config.ema_start > 0)
+    )
+
+
+def fitted_steps(config: TrainingConfig, done: int, elapsed: float, first_step: int) -> int:
+    """How many steps fit in --max_train_seconds at the measured rate (`done` steps in `elapsed` seconds), with a
+    margin: the step the fitted schedules end at, never past --max_train_steps."""
+    rate = done / max(elapsed, 1e-9)
+    remaining = max(0.0, config.max_train_seconds - elapsed)
+    return max(
+        first_step + done + 1, min(config.max_train_steps, first_step + done + int(FIT_MARGIN * rate * remaining))
+    )

@@ -171,6 +171,7 @@ class BatchSource:
     sample_shape: tuple[int, ...]
     dataloader: torch.utils.data.DataLoader | None = None
     skipped_images = 0
+    num_images: int | None = None  # the training images (all ranks); None: fresh draws every step (the mixtures)
 
     def batches(self, device: torch.device, start_step: int) -> Iterator[torch.Tensor]:
         raise NotImplementedError
@@ -194,6 +195,7 @@ class DigitSource(BatchSource):
     def __init__(self, name: str, batch_size: int, resolution: int, rank: int, world_size: int):
         images, labels = mnist_split("train")
         # disjoint shards: rank r owns digits r, r + world_size, ...
+        self.num_images = len(images)  # the digit pool; stacked_mnist draws fresh triples from it
         self.images, self.labels = images[rank::world_size], labels[rank::world_size]
         self.channels, self.batch_size, self.resolution = BUILTIN_DATASETS[name].num_channels, batch_size, resolution
         self.sample_shape = (self.channels, resolution, resolution)
@@ -242,6 +244,7 @@ class DataLoaderSource(BatchSource):
             persistent_workers=config.dataloader_num_workers > 0,
         )
         self.sample_shape = (config.num_channels, config.resolution, config.resolution)
+        self.num_images = len(dataset)
         self.accelerator = None  # set by the loop: skipping batches on resume needs it
 
     @property
