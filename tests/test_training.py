@@ -357,3 +357,17 @@ def test_push_to_hub_from_training(tmp_path, fake_hub):
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"value: {float(metrics['hq_percent'])}" in card and 'from_pretrained("org/veegan-ring")' in card
     assert "secret" not in card and "secret" not in (out / "training_config.json").read_text()
+
+
+def test_alternating_updates_step_d_first_then_g_against_the_updated_d(tmp_path):
+    """One step each way from the same start: D's update is the same (its loss is taken before any update either
+    way), while G's differs, because alternating takes G's gradient at the D just updated."""
+    common = ("--dataset_name", "grid", "--max_train_steps", "1", "--eval_at_end", "false", "--use_ema", "false")
+    for order in ("simultaneous", "alternating"):
+        assert run(*common, "--update_order", order, "--output_dir", str(tmp_path / order)) == 0
+    together, alternated = weights(tmp_path / "simultaneous"), weights(tmp_path / "alternating")
+    d_keys = [k for k in together if k.startswith("discriminator.")]
+    g_keys = [k for k in together if k.startswith("generator.")]
+    assert all(torch.equal(together[k], alternated[k]) for k in d_keys)
+    assert not all(torch.equal(together[k], alternated[k]) for k in g_keys)
+    assert run(*common, "--update_order", "alternating", "--gradient_accumulation_steps", "2") == 1

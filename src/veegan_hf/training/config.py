@@ -72,6 +72,9 @@ class TrainingConfig:
     pack_size: int = 2  # PacGAN's m
     joint_pack_size: int = 1  # veegan: D judges this many (z, x) pairs at once; 1 is Algorithm 1
     unrolled_steps: int = 5  # Unrolled GAN's k
+    # simultaneous: Algorithm 1, every gradient at the same weights; alternating: D steps first, then G and F against
+    # the updated D, as the reference GAN code of the reduced-D setting does
+    update_order: str = "simultaneous"
 
     # optimization
     train_batch_size: int = 500  # per process; the notebook's 500
@@ -162,6 +165,7 @@ _CHOICES = {
     "adversarial_loss": ("paper", "non_saturating"),
     "discriminator_loss": ("logistic", "hinge"),
     "lr_scheduler": ("constant", "cosine", "linear"),
+    "update_order": ("simultaneous", "alternating"),
     "reconstruction_weight_schedule": ("constant", "lr", "linear"),
     "mixed_precision": (None, "no", "fp16", "bf16"),
     "report_to": ("tensorboard", "wandb", "none"),
@@ -294,6 +298,11 @@ def validate(config: TrainingConfig) -> None:
             f"--reconstruction_weight_decay_end {config.reconstruction_weight_decay_end} comes before "
             f"--reconstruction_weight_decay_start {config.reconstruction_weight_decay_start}: lambda falls between "
             "the two fractions of the run. Give an end at or after the start."
+        )
+    if config.update_order == "alternating" and config.gradient_accumulation_steps > 1:
+        raise ConfigError(
+            f"--update_order alternating steps D and then G on each batch; it cannot accumulate --gradient_accumulation"
+            f"_steps {config.gradient_accumulation_steps}. Drop one of them."
         )
     if config.compile and not objective.compiles:
         raise ConfigError(
