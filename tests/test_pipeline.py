@@ -1,6 +1,7 @@
 """The VEEGAN pipeline: round trips, determinism, dtypes, inputs, inversion, interpolation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -124,7 +125,8 @@ def test_encode_reconstruct_accept_pil_numpy_tensor():
     # uint8 pixels in [0, 255] are the same images as float pixels in [0, 1]
     as_uint8 = (pt * 255).round().to(torch.uint8)
     torch.testing.assert_close(pipe.encode(as_uint8), pipe.encode(as_uint8.float() / 255))
-    assert pipe.reconstruct(pt).shape == (2, 3, 32, 32)
+    assert pipe.reconstruct(pt, output_type="pt").shape == (2, 3, 32, 32)
+    assert [image.size for image in pipe.reconstruct(pt)] == [(32, 32)] * 2  # PIL by default, as __call__ and decode
     assert len(pipe.reconstruct(pil, output_type="pil")) == 2
 
 
@@ -251,4 +253,30 @@ def test_design_md_snippet_runs_as_written(tmp_path, monkeypatch, fake_hub):
     x_hat = pipe.reconstruct(images)
     z = pipe.invert(images, num_steps=2)
     frames = pipe.interpolate(z[0], z[1], num_steps=8)
-    assert z.shape == (16, 100) and x_hat.shape == (16, 3, 64, 64) and len(frames.images) == 8
+    assert z.shape == (16, 100) and len(x_hat) == 16 and x_hat[0].size == (64, 64) and len(frames.images) == 8
+
+
+def test_inputs_of_the_other_polarity_warn_and_auto_inverts_them():
+    """A digit model makes light strokes on black: a dark-on-white digit warns (naming the way out), "auto" inverts
+    only such images, True inverts all, and a wrong value is refused by name."""
+    import warnings
+
+    from veegan_hf.data import mnist_split
+
+    pipe = VEEGAN.from_pretrained(Path(__file__).resolve().parents[1] / "spaces" / "veegan-mnist")
+    digits = mnist_split("classifier_test")[0][:4].float()[:, None] / 255  # (4, 1, 28, 28) light on dark
+    paper = 1 - digits
+    assert pipe.sample_brightness < 0.3
+    with pytest.warns(UserWarning, match="4 of 4 images look like the negative.*invert_colors='auto'"):
+        pipe.encode(paper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the model's own polarity: no warning
+        light = pipe.encode(digits)
+        assert torch.allclose(pipe.encode(paper, invert_colors="auto"), light, atol=1e-5)
+        assert torch.allclose(pipe.encode(paper, invert_colors=True), light, atol=1e-5)
+        mixed = pipe.encode(torch.cat([digits[:2], paper[2:]]), invert_colors="auto")
+        assert torch.allclose(mixed, light, atol=1e-5)
+        fixed = pipe.reconstruct(paper, output_type="pt", invert_colors="auto")
+        assert ((fixed - digits) ** 2).mean() < 0.1 < ((pipe.reconstruct(digits, output_type="pt") - paper) ** 2).mean()
+    with pytest.raises(ValueError, match="invert_colors must be True, False or 'auto'"):
+        pipe.encode(digits, invert_colors="yes")

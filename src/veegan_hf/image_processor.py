@@ -328,3 +328,52 @@ def _numeric_tensor(array: np.ndarray, name: str) -> torch.Tensor:
     elif array.dtype.kind in "iu" and array.dtype != np.uint8:
         array = array.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+POLARITY_MARGIN = 0.3  # inverting an image must bring its brightness this much closer to the model's to count
+
+
+def reversed_polarity(pixel_values: torch.Tensor, model_brightness: float) -> torch.Tensor:
+    """`(N,)` True where an image in [-1, 1] is clearly the negative of what the model makes: dark strokes on a light
+    ground for a model of light strokes on a dark one. Its mean brightness in [0, 1] is then far from the model's,
+    and its negative's is close."""
+    brightness = (pixel_values.flatten(1).float().mean(dim=1) + 1) / 2  # (N,) in [0, 1]
+    return (1 - brightness - model_brightness).abs() + POLARITY_MARGIN < (brightness - model_brightness).abs()
+
+
+def apply_invert_colors(
+    pixel_values: torch.Tensor, invert_colors: bool | str, model_brightness: float, name: str = "images"
+) -> torch.Tensor:
+    """`invert_colors`: False leaves the images (and warns about any that look reversed), True inverts all of them,
+    "auto" inverts the ones that look reversed, as the Space does for uploads."""
+    if invert_colors not in (True, False, "auto") or (isinstance(invert_colors, int) and invert_colors not in (0, 1)):
+        raise ValueError(f"invert_colors must be True, False or 'auto', got {invert_colors!r}.")
+    if invert_colors is True:
+        return -pixel_values
+    flipped = reversed_polarity(pixel_values, model_brightness)  # (N,)
+    if invert_colors == "auto":
+        return torch.where(flipped.view(-1, *[1] * (pixel_values.ndim - 1)), -pixel_values, pixel_values)
+    if bool(flipped.any()):
+        import warnings
+
+        warnings.warn(
+            f"{int(flipped.sum())} of {len(flipped)} {name} look like the negative of what this model makes (mean "
+            f"brightness far from its samples' {model_brightness:.2f}, while their negative's is close), e.g. dark "
+            "strokes on white for a model of light strokes on black. Pass invert_colors='auto' (or True) to invert "
+            "them first.",
+            UserWarning,
+            stacklevel=_user_stacklevel(),
+        )
+    return pixel_values
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the user's line: the first caller outside this package and torch
+    (whose `no_grad` wrappers add frames)."""
+    import inspect
+
+    for level, info in enumerate(inspect.stack()[1:], start=1):  # level 1: the function that calls warn
+        module = info.frame.f_globals.get("__name__", "")
+        if not module.startswith(("veegan_hf", "torch")):
+            return level
+    return 1

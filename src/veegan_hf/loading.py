@@ -73,6 +73,11 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def read_model_index(folder: Path) -> dict[str, tuple[str, str] | None]:
     """`model_index.json` -> component name -> (library, class), or None for an absent optional component."""
     path = folder / "model_index.json"
+    if not path.is_file() and (folder / "pipeline" / "model_index.json").is_file():
+        raise ValueError(
+            f"{folder} is a training checkpoint (optimizer state and all): its model is in {folder / 'pipeline'}. "
+            f"Load VEEGAN.from_pretrained({str(folder / 'pipeline')!r})."
+        )
     index = read_json(path, f"{folder} is not a VEEGAN pipeline saved by save_pretrained")
     class_name = index.get("_class_name", PIPELINE_CLASS)
     if class_name != PIPELINE_CLASS:
@@ -237,6 +242,7 @@ class PretrainedIO:
         cache_dir: str | os.PathLike | None = None,
         token: str | bool | None = None,
         load_discriminator: bool = True,
+        torch_dtype: torch.dtype | None = None,
     ) -> "PretrainedIO":
         r"""
         Loads a pipeline saved by `save_pretrained`, from a local folder or a Hub repository.
@@ -255,6 +261,7 @@ class PretrainedIO:
             token (`str` or `bool`, *optional*): Hub token for private repositories.
             load_discriminator (`bool`, *optional*, defaults to `True`): set `False` to skip D, which sampling and
                 inversion never use.
+            torch_dtype (`torch.dtype`, *optional*): the older name of `dtype`, as diffusers users type it.
 
         Example:
 
@@ -264,6 +271,10 @@ class PretrainedIO:
         >>> pipe = VEEGAN.from_pretrained("org/veegan-celeba")  # doctest: +SKIP
         ```
         """
+        if torch_dtype is not None:
+            if dtype is not None and dtype != torch_dtype:
+                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass dtype= alone.")
+            dtype = torch_dtype
         if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}.")
         folder = resolve_folder(pretrained_model_name_or_path, revision, local_files_only, cache_dir, token)

@@ -13,7 +13,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from .image_processor import OUTPUT_TYPES, ImageInput, VEEGANImageProcessor
+from .image_processor import OUTPUT_TYPES, ImageInput, VEEGANImageProcessor, apply_invert_colors
 from .loading import NETWORKS, PretrainedIO
 from .modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
 from .validation import (
@@ -242,12 +242,31 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
             noise = check_latents("noise", noise, extra, rows=latents.shape[0]).to(self.device, latents.dtype)
         return self.image_processor.postprocess(self._generate(latents, noise), output_type)
 
-    def _model_inputs(self, images: ImageInput) -> torch.Tensor:
-        return self.image_processor.preprocess(images).to(self.device, self.generator.dtype)
+    def _model_inputs(self, images: ImageInput, invert_colors: bool | str = False) -> torch.Tensor:
+        x = self.image_processor.preprocess(images).to(self.device, self.generator.dtype)
+        if not self.is_image_model:
+            return x
+        return apply_invert_colors(x, invert_colors, self.sample_brightness)
+
+    @property
+    def sample_brightness(self) -> float:
+        """The mean brightness in [0, 1] of 64 of the model's samples (seed 0), measured once: the polarity inputs
+        are checked against (light strokes on dark give about 0.13 for digits)."""
+        cached = getattr(self, "_sample_brightness", None)
+        if cached is None:
+            with torch.no_grad():
+                latents = torch.randn(64, self.latent_dim, generator=torch.Generator().manual_seed(0))
+                samples = self._generate(latents.to(self.device, self.generator.dtype), self._zero_noise(latents))
+            cached = self._sample_brightness = float((samples.float().mean() + 1) / 2)
+        return cached
 
     @torch.no_grad()
     def encode(
-        self, images: ImageInput, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        images: ImageInput,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        invert_colors: bool | str = False,
     ) -> torch.Tensor:
         r"""
         Amortized inversion: z = F(x), one forward pass of the reconstructor.
@@ -257,6 +276,9 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
                 pixels in [0, 1] (uint8 in [0, 255]); for vector models, `(N, data_dim)` arrays or tensors.
             sample (`bool`, *optional*, defaults to `False`): draw from N(F(x), noise_std^2 I) instead of the mean.
             generator (`torch.Generator`, *optional*): for `sample=True`.
+            invert_colors (`bool` or `"auto"`, *optional*, defaults to `False`): invert the images first (`True`),
+                or only those that look like the negative of the model's samples (`"auto"`: dark strokes on white for
+                a model of light strokes on black). With `False`, such images raise a warning.
 
         Returns:
             `torch.Tensor` of shape `(N, latent_dim)`.
@@ -264,22 +286,25 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
         check_generator(generator)
         if not isinstance(sample, bool):
             raise TypeError(f"sample must be True or False, got {sample!r}.")
-        x = self._model_inputs(images)
+        x = self._model_inputs(images, invert_colors)
         with _eval_mode(self.reconstructor):
             codes = self.reconstructor.sample_latents(x, generator=generator) if sample else self.reconstructor(x)
         return check_finite_output("the codes F(x)", codes)
 
     @torch.no_grad()
-    def reconstruct(self, images: ImageInput, output_type: str = "pt") -> Any:
+    def reconstruct(self, images: ImageInput, output_type: str | None = None, invert_colors: bool | str = False) -> Any:
         r"""
         G(F(x)): the samples as the model re-creates them from their codes (`decode(encode(images))`).
 
         Args:
             images: as in `encode`.
-            output_type (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or `"pil"` (images only).
+            output_type (`str`, *optional*): `"pil"`, `"np"` or `"pt"`; defaults to `"pil"` for images and `"pt"` for
+                vectors, as `__call__` and `decode` do.
+            invert_colors (`bool` or `"auto"`, *optional*, defaults to `False`): as in `encode`.
         """
-        check_choice("output_type", output_type, OUTPUT_TYPES)
-        return self.decode(self.encode(images), output_type=output_type)
+        if output_type is not None:
+            check_choice("output_type", output_type, OUTPUT_TYPES)
+        return self.decode(self.encode(images, invert_colors=invert_colors), output_type=output_type)
 
     def invert(
         self,
@@ -287,6 +312,7 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
         num_steps: int = 200,
         learning_rate: float = 0.05,
         latents: torch.Tensor | None = None,
+        invert_colors: bool | str = False,
     ) -> torch.Tensor:
         r"""
         Inference via optimization: z* = argmin_z ||G(z) - x||^2, by Adam on z, started from F(x).
@@ -300,15 +326,17 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
             learning_rate (`float`, *optional*, defaults to 0.05): Adam step size on z, in (0, 10].
             latents (`torch.Tensor` of shape `(N, latent_dim)`, *optional*): the starting point instead of F(x), e.g.
                 random restarts.
+            invert_colors (`bool` or `"auto"`, *optional*, defaults to `False`): as in `encode`.
 
         Returns:
             `torch.Tensor` of shape `(N, latent_dim)`: the best code found for each sample.
         """
         check_int("num_steps", num_steps, 0, MAX_INVERT_STEPS, hint=" 200 is usually enough.")
         check_number("learning_rate", learning_rate, 0.0, 10.0, open_low=True, hint=" Try 0.05.")
-        x = self._model_inputs(images)
+        x = self._model_inputs(images, invert_colors)
         if latents is None:
-            start = self.encode(images)
+            with torch.no_grad(), _eval_mode(self.reconstructor):
+                start = check_finite_output("the codes F(x)", self.reconstructor(x))
         else:
             start = check_latents("latents", latents, self.latent_dim, rows=x.shape[0])
         z = start.detach().to(self.device, torch.float32).clone().requires_grad_(True)

@@ -328,7 +328,17 @@ def validate(config: TrainingConfig) -> None:
 
 
 def _validate_data_options(config: TrainingConfig) -> None:
-    """Options that do not apply to the data are refused, not silently ignored."""
+    """Options that do not apply to the data are refused, not silently ignored; a local path that does not exist is
+    named at once (it would otherwise be tried as a Hub id, with retries, and the error would name the other flag)."""
+    if config.train_data_dir is not None and not Path(config.train_data_dir).is_dir():
+        what = "a file" if Path(config.train_data_dir).exists() else "no such folder"
+        raise ConfigError(f"--train_data_dir {config.train_data_dir}: {what}; pass a folder of images.")
+    name = config.dataset_name
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or name.endswith(".parquet")
+    if config.train_data_dir is None and looks_local and not Path(name).expanduser().exists():
+        raise ConfigError(
+            f"--dataset_name {name}: no such local folder or file (and not a Hub id of the form org/name)."
+        )
     spec = BUILTIN_DATASETS.get(config.dataset_name) if config.train_data_dir is None else None
     if spec is not None and spec.kind == "mixture":
         ignored = [n for n in ("resolution", "num_channels", "image_column") if getattr(config, n) is not None]

@@ -91,10 +91,17 @@ def train(config: TrainingConfig) -> TrainResult:
             f"{launched} processes were launched but Accelerate sees {accelerator.num_processes}: on CPU, set "
             "ACCELERATE_USE_CPU=1 (ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...)."
         )
+    created = not output_dir.exists()
     checkpointing.prepare_output_dir(config, accelerator.is_main_process)
     accelerator.wait_for_everyone()  # every rank has checked the folder before any rank writes to it
-    with checkpointing.OutputLock(output_dir) if accelerator.is_main_process else contextlib.nullcontext():
-        return _train(config, accelerator, log_with, setup_start)
+    try:
+        with checkpointing.OutputLock(output_dir) if accelerator.is_main_process else contextlib.nullcontext():
+            return _train(config, accelerator, log_with, setup_start)
+    except BaseException:
+        # a start refused before anything was written (bad data, a Hub error) leaves no empty folder behind
+        if created and accelerator.is_main_process and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
 
 
 def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_start: float) -> TrainResult:

@@ -75,12 +75,14 @@ def load_image_dataset(config: TrainingConfig):
         else:
             dataset = datasets.load_dataset(name, config.dataset_config_name, cache_dir=config.cache_dir)
     except FileNotFoundError as err:
-        raise ConfigError(
-            f"--dataset_name {name!r}: no such local folder or file, and not found on the Hub ({err})."
-        ) from None
+        flag = "--train_data_dir" if config.train_data_dir else "--dataset_name"
+        if path.is_dir():
+            raise ConfigError(f"{flag} {name!r} holds no images datasets can read ({err}).") from None
+        raise ConfigError(f"{flag} {name!r}: no such local folder or file, and not found on the Hub ({err}).") from None
     except Exception as err:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ValueError ...)
+        flag = "--train_data_dir" if config.train_data_dir else "--dataset_name"
         raise ConfigError(
-            f"--dataset_name {name!r} could not be loaded: {type(err).__name__}: {err}. Built-in offline datasets: "
+            f"{flag} {name!r} could not be loaded: {type(err).__name__}: {err}. Built-in offline datasets: "
             f"{tuple(BUILTIN_DATASETS)}."
         ) from None
     if isinstance(dataset, datasets.DatasetDict):
