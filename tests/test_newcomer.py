@@ -51,16 +51,18 @@ def test_the_first_command_ends_with_a_summary(workspace):
     assert json.loads(log)["preset"] == "ring"
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_readme_snippets_run_as_written(workspace, index):
     snippets = readme_snippets("Use a trained model")
-    assert len(snippets) == 2  # the default 2-D model, and the shipped image model
+    assert len(snippets) == 3  # the default 2-D model, the shipped image model, and the torch.export of its G
     script = workspace / f"snippet{index}.py"
-    script.write_text(snippets[index])
+    script.write_text(snippets[index] + ("\nassert images.shape == (5, 1, 28, 28)\n" if index == 2 else ""))
     result = _run([sys.executable, str(script)], workspace)
     assert result.returncode == 0, result.stderr[-3000:]
     if index == 1:
         assert PIL.Image.open(workspace / "sample.png").size == (28, 28)
+    if index == 2:
+        assert (workspace / "generator.pt2").stat().st_size > 100_000
 
 
 def test_a_second_run_into_the_same_folder_is_refused(workspace):

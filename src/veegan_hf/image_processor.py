@@ -216,8 +216,16 @@ class VEEGANImageProcessor:
                 raise ValueError(f"{name} is empty: pass at least one sample.")
             kinds = {type(s) for s in samples}
             pil = all(isinstance(s, PIL.Image.Image) for s in samples)
+            if any(isinstance(s, (str, bytes)) or hasattr(s, "__fspath__") for s in samples):
+                raise TypeError(
+                    f"{name} holds file paths; open the files first: [PIL.Image.open(path) for path in paths] (any "
+                    f"size or mode is converted to {self.expected})."
+                )
             if not pil and not all(isinstance(s, (np.ndarray, torch.Tensor)) for s in samples):
-                raise TypeError(f"{name} mixes or holds unsupported types {sorted(k.__name__ for k in kinds)}.")
+                raise TypeError(
+                    f"{name} mixes or holds unsupported types {sorted(k.__name__ for k in kinds)}; pass PIL images, "
+                    f"numpy arrays or tensors holding {self.expected}."
+                )
         x = self._images(samples, name) if self.is_image_model else self._vectors(samples, name)
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty: pass at least one sample.")
@@ -276,6 +284,13 @@ class VEEGANImageProcessor:
         else:
             raise TypeError(f"{name} must be PIL images, numpy arrays or tensors, got {type(samples).__name__}.")
         if tuple(x.shape[1:]) != (self.num_channels, self.image_size, self.image_size):
+            if isinstance(samples, np.ndarray):  # say it in the numpy layout the user passed
+                size, channels = self.image_size, self.num_channels
+                raise ValueError(
+                    f"{name} as numpy must be (N, {size}, {size}, {channels}) images (height x width x channels, "
+                    f"channels last), got shape {tuple(samples.shape)}. Pass PIL images to have them converted and "
+                    "resized."
+                )
             raise ValueError(
                 f"{name} must be {self.expected}, got {'x'.join(map(str, x.shape[1:]))}. Pass PIL images to have "
                 "them converted and resized."
