@@ -218,7 +218,11 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
                             value=0.0,
                             step=0.1,
                             label="Truncation (0 = off)",
-                            info="Redraw latent coordinates with |z_i| above this: fewer oddities, less variety.",
+                            info=(
+                                "Redraw latent coordinates with |z_i| above this: samples nearer the average code, "
+                                "with less variety. On the shipped digit model it costs balance and does not make "
+                                "digits more legible (benchmarks/results/truncation.md)."
+                            ),
                         )
                     )
                     sample_button = gr.Button("Sample", variant="primary", elem_id="sample-button")

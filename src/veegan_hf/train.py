@@ -1,6 +1,6 @@
 """Train VEEGAN from the command line: `accelerate launch -m veegan_hf.train [--config NAME] [--flag value ...]`.
 
-The same entry as the repository's `training/train.py`, for a plain `pip install veegan-hf`. Arguments go to
+The same entry as the repository's `training/train.py`, for an installed wheel (no clone). Arguments go to
 `veegan_hf.training.parse_config`; an error prints one line that names the bad value and exits with status 1.
 """
 
