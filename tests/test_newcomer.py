@@ -25,6 +25,13 @@ def readme_snippets(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", body, flags=re.DOTALL)
 
 
+def readme_bash(section: str) -> list[str]:
+    """The command lines of the ```bash blocks of one `### section` of README.md."""
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"### {section}\n", 1)[1].split("\n### ", 1)[0]
+    return [line for block in re.findall(r"```bash\n(.*?)```", body, flags=re.DOTALL) for line in block.splitlines()]
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -82,8 +89,11 @@ def test_a_custom_imagefolder_trains_a_grayscale_model(workspace):
     folder = workspace / "my_digits"
     assert len(list(folder.glob("*.png"))) == 2500
     assert PIL.Image.open(folder / "0000.png").mode == "L"
-    cmd = [*LAUNCH, TRAIN, "--train_data_dir", "my_digits", "--resolution", "28", "--max_train_steps", "6"]
-    result = _run([*cmd, "--train_batch_size", "16", "--output_dir", "digits-model"], workspace)
+    (command,) = [line for line in readme_bash("Train on your own images") if "--train_data_dir" in line]
+    cmd = [*LAUNCH, TRAIN, *command.split("training/train.py", 1)[1].split()]  # the README's flags, as written
+    cmd = [*cmd, "--max_train_steps", "6", "--train_batch_size", "16"]  # a short budget on top
+    assert "--output_dir" in cmd and "digits-model" in cmd  # its own folder: veegan-output holds the first run
+    result = _run(cmd, workspace)
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((workspace / "digits-model" / "training_config.json").read_text())
     assert (config["preset"], config["num_channels"], config["image_column"]) == ("image", 1, "image")
