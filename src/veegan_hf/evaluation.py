@@ -5,11 +5,17 @@ card all follow the same protocol (`benchmarks/BENCHMARKS.md`): generator in eva
 exported them, a fixed seed, 2,500 samples for the mixtures and 26,000 for Stacked MNIST.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from .data import BUILTIN_DATASETS, get_mixture
 from .metrics import mixture_metrics_for, stacked_mnist_metrics
-from .pipeline_veegan import VEEGAN
+
+if TYPE_CHECKING:  # for type hints only: the pipeline imports the modules that import this one
+    from .pipeline_veegan import VEEGAN
 
 EVALUATED_DATASETS = tuple(BUILTIN_DATASETS)
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+MIXTURES = ("ring", "grid", "synthetic1200")  # the names `get_mixture` builds; `data.BUILTIN_DATASETS` describes them
+
 
 # eq=False: the generated __eq__ would compare tensors elementwise and raise; identity equality is enough.
 @dataclass(frozen=True, eq=False)
@@ -19,7 +21,7 @@ class GaussianMixture:
 
     Args:
         name (`str`):
-            The dataset name, one of `MIXTURE_NAMES`.
+            The dataset name, one of `MIXTURES`.
         means (`torch.Tensor` of shape `(num_modes, data_dim)`):
             The component means.
         std (`float`):
@@ -128,6 +130,4 @@ def get_mixture(name: str) -> GaussianMixture:
         levels = torch.tensor([-1.0, -0.5, 0.0, 0.5, -2.0, -2.5, 10.0, 0.25, -13.0, -5.5])
         means = levels[:, None].expand(10, 1200).contiguous()  # (10, 1200)
         return GaussianMixture(name, means, std=1.0, noise_dim=700)
-    from .data import MIXTURE_NAMES  # here, not at the top: `data` imports this module
-
-    raise ValueError(f"Unknown mixture {name!r}; expected one of {list(MIXTURE_NAMES)}.")
+    raise ValueError(f"Unknown mixture {name!r}; expected one of {list(MIXTURES)}.")

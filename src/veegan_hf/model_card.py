@@ -14,13 +14,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .card_datasets import DatasetInfo, describe_dataset, last_component
 from .data import BUILTIN_DATASETS
-from .plotting import GRID_SAMPLES, SCATTER_SAMPLES, is_2d_mixture
+from .plotting import GRID_SAMPLES, SAMPLES_NAME, SCATTER_SAMPLES, is_2d_mixture
 
 if TYPE_CHECKING:
     from .pipeline_veegan import VEEGAN
 
 TEMPLATE_NAME = "veegan_model_card.md"
-SAMPLES_NAME = "samples.png"  # written beside the weights by save_pretrained, embedded in the card, pushed with it
 # metric key -> (display name, Hub metric type); keys follow metrics.py and evaluation.py
 METRIC_NAMES = {
     "modes_captured": ("Modes captured", "modes_captured"),

@@ -102,6 +102,7 @@ GRID_COLUMNS = 8
 GRID_SAMPLES = GRID_COLUMNS * GRID_COLUMNS
 GRID_MIN_WIDTH = 512  # pixels: 28-px digits are enlarged to stay visible on the Hub page
 SCATTER_SAMPLES = 2500
+SAMPLES_NAME = "samples.png"  # written beside the weights by save_pretrained, embedded in the card, pushed with it
 
 
 def save_samples_image(pipeline: "VEEGAN", save_directory: str | Path, dataset_name: str | None = None) -> Path | None:
@@ -117,8 +118,7 @@ def save_samples_image(pipeline: "VEEGAN", save_directory: str | Path, dataset_n
     Returns:
         `Path` or `None`: the file written, or `None` when there is no image for this model.
     """
-    from .evaluation import draw_samples  # imported here: evaluation imports the pipeline, which imports this module
-    from .model_card import SAMPLES_NAME
+    from .evaluation import draw_samples
 
     path = Path(save_directory) / SAMPLES_NAME
     is_image = pipeline.is_image_model
