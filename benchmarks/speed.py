@@ -41,10 +41,10 @@ from veegan_hf.benchmarking.measure import measure_sampling, measure_scaling, pl
 from veegan_hf.benchmarking.memory import peak_memory
 from veegan_hf.benchmarking.reference import bare_run, step_quantiles
 from veegan_hf.provenance import REPO, cpu_name, device_name, git_commit, load_average
-from veegan_hf.training import load_preset, parse_config, train
+from veegan_hf.training import load_preset, parse_config, reset_accelerate_state, train
+from veegan_hf.training.loop import WARMUP_STEPS
 
 PRESETS = ("grid", "stacked_mnist")
-WARMUP_STEPS = 10  # train() times its steps after 10 warm-up steps; the bare loop does the same
 # preset -> optimizer steps per training run, warm-up included
 FULL_STEPS = {"grid": 1010, "stacked_mnist": 70}
 SMOKE_STEPS = {"grid": 12, "stacked_mnist": 4}
@@ -67,14 +67,6 @@ def _error(err: BaseException) -> str:
     return text if len(text) <= 800 else text[:800] + " ..."
 
 
-def _reset_accelerate() -> None:
-    """Each in-process train() builds its own Accelerator."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 # ----------------------------------------------------------------------------------------------- the package's loop
 
 
@@ -85,7 +77,7 @@ def package_run(
     `TrainResult` gives setup and warm-up seconds and per-step quantiles that a busy CPU disturbs less than the mean."""
     if compile:
         torch._dynamo.reset()  # every run compiles afresh: earlier runs' graphs must not count against its warm-up
-    _reset_accelerate()
+    reset_accelerate_state()
     output_dir = Path(tempfile.mkdtemp(prefix=f"{preset}-", dir=work_dir))
     argv = [
         "--config",
@@ -112,7 +104,7 @@ def package_run(
     try:
         result = train(parse_config(argv))
     finally:
-        _reset_accelerate()
+        reset_accelerate_state()
     metrics = result.metrics
     out = {
         "steps_per_second": metrics["train/steps_per_second"],

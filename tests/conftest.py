@@ -57,10 +57,9 @@ def fresh_accelerate_state():
 
 def reset_accelerate() -> None:
     """Forgets Accelerate's process-wide state, so that the next in-process run may pick another precision."""
-    from accelerate.state import AcceleratorState, GradientState
+    from veegan_hf.training import reset_accelerate_state
 
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+    reset_accelerate_state()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from veegan_hf.classifier import WEIGHTS_NAME, MNISTClassifier, load_mode_classifier, predict_stacked_modes
+from veegan_hf.classifier import CLASSIFIER_WEIGHTS, MNISTClassifier, load_mode_classifier, predict_stacked_modes
 from veegan_hf.data import StackedMNIST, mnist_pixel_values, mnist_split
 
 WEIGHTS_DIR = resources.files("veegan_hf") / "weights"
@@ -28,7 +28,7 @@ def test_shipped_weights_load_small_and_without_pickle(classifier):
     assert isinstance(classifier, MNISTClassifier)
     assert not classifier.training
     assert not any(parameter.requires_grad for parameter in classifier.parameters())
-    weights = WEIGHTS_DIR / WEIGHTS_NAME
+    weights = WEIGHTS_DIR / CLASSIFIER_WEIGHTS
     assert len(weights.read_bytes()) < 1_000_000  # small enough to commit and ship in the wheel
     with resources.as_file(weights) as path, safe_open(path, framework="pt") as file:
         config = json.loads(file.metadata()["config"])

@@ -18,7 +18,7 @@ from torch import nn
 
 from .metrics import digits_to_modes
 
-WEIGHTS_NAME = "mnist_classifier.safetensors"
+CLASSIFIER_WEIGHTS = "mnist_classifier.safetensors"
 NUM_DIGIT_CLASSES = 10
 # Three stride-2 stages take 28 -> 14 -> 7 -> 4: on one CPU core strided convs run several times faster than
 # stride-1 convs plus max-pooling, and 78,000 digits (26,000 stacked samples) classify in a few seconds.
@@ -113,11 +113,11 @@ def load_mode_classifier(device: torch.device | str | None = None) -> MNISTClass
     Returns:
         `MNISTClassifier`: the trained network in eval mode, with gradients switched off.
     """
-    weights = resources.files("veegan_hf") / "weights" / WEIGHTS_NAME
+    weights = resources.files("veegan_hf") / "weights" / CLASSIFIER_WEIGHTS
     with resources.as_file(weights) as path:
         if not path.is_file():
             raise FileNotFoundError(
-                f"The classifier weights {WEIGHTS_NAME} are missing from the veegan_hf package at {path}; "
+                f"The classifier weights {CLASSIFIER_WEIGHTS} are missing from the veegan_hf package at {path}; "
                 "reinstall veegan-hf or regenerate them with `python benchmarks/train_classifier.py`."
             )
         state_dict = load_file(path)

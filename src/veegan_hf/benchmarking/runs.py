@@ -28,12 +28,9 @@ def train_run(job: dict) -> dict:
     """One training run (no trackers; validation only at the end unless the flags ask for it): `job` names the
     preset, objective, seed, output folder and extra flags. Returns the job with the run's metrics, wall time and
     mid-run validation history."""
-    from accelerate.state import AcceleratorState, GradientState
+    from ..training import parse_config, reset_accelerate_state, train
 
-    from ..training import parse_config, train
-
-    AcceleratorState._reset_state(True)  # workers are reused across runs: each run builds its own Accelerator
-    GradientState._reset_state()
+    reset_accelerate_state()  # workers are reused across runs: each run builds its own Accelerator
     argv = [
         "--config",
         f"{job['dataset']}{job.get('suffix', '')}",

@@ -1,12 +1,13 @@
 """The training library: `TrainingConfig` and its presets, data sources, checkpointing, the loop and its reports.
 
-The only user of Accelerate in the package. `veegan_hf.train` (and the repository's `training/train.py`) is the
-command-line entry; code calls `train(parse_config([...]))` or `train(TrainingConfig(...))` directly.
+Everything that drives Accelerate lives here (benchmarks call `reset_accelerate_state` between runs in one process).
+`veegan_hf.train` (and the repository's `training/train.py`) is the command-line entry; code calls
+`train(parse_config([...]))` or `train(TrainingConfig(...))` directly.
 """
 
 from .arguments import load_preset, parse_config, preset_names
 from .config import ConfigError, TrainingConfig
-from .loop import NonFiniteLossError, TrainResult, train
+from .loop import NonFiniteLossError, TrainResult, reset_accelerate_state, train
 
 __all__ = [
     "ConfigError",
@@ -16,5 +17,6 @@ __all__ = [
     "load_preset",
     "parse_config",
     "preset_names",
+    "reset_accelerate_state",
     "train",
 ]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS
-from ..layers import ARCHITECTURES, IMAGE_ARCHITECTURES, SIZE_LIMITS
+from ..data import BUILTIN_DATASETS, BuiltinDataset
+from ..layers import ACTIVATIONS, ARCHITECTURES, IMAGE_ARCHITECTURES, IMAGE_SIZES, SIZE_LIMITS
+from ..losses import ADVERSARIAL_LOSSES, DISCRIMINATOR_LOSSES
 from ..objectives import OBJECTIVES
 
 
@@ -127,6 +128,11 @@ class TrainingConfig:
         return self.train_data_dir is None and self.dataset_name in BUILTIN_DATASETS
 
     @property
+    def builtin_spec(self) -> "BuiltinDataset | None":
+        """The built-in dataset this run trains on, or None for Hub or local data."""
+        return BUILTIN_DATASETS.get(self.dataset_name) if self.is_builtin_data else None
+
+    @property
     def pack_size_of_objective(self) -> int:
         """How many samples (or pairs) D judges at once under this objective: its pack option's value, else 1."""
         option = OBJECTIVES[self.objective].pack_option
@@ -162,15 +168,16 @@ OBJECTIVE_SPECIFIC = {
 _CHOICES = {
     "architecture": (None, *ARCHITECTURES),
     "objective": tuple(OBJECTIVES),
-    "adversarial_loss": ("paper", "non_saturating"),
-    "discriminator_loss": ("logistic", "hinge"),
+    "adversarial_loss": ADVERSARIAL_LOSSES,
+    "discriminator_loss": DISCRIMINATOR_LOSSES,
+    "activation": ACTIVATIONS,
     "lr_scheduler": ("constant", "cosine", "linear"),
     "update_order": ("simultaneous", "alternating"),
     "reconstruction_weight_schedule": ("constant", "lr", "linear"),
     "mixed_precision": (None, "no", "fp16", "bf16"),
     "report_to": ("tensorboard", "wandb", "none"),
     "num_channels": (None, 1, 3),
-    "resolution": (None, 28, 32, 64),
+    "resolution": (None, *IMAGE_SIZES),
 }
 # (low, high) for every number; None bounds are open. Upper bounds are what no sane run exceeds: a typo of 10**9
 # fails here instead of allocating terabytes. Network sizes take the networks' own limits (`layers.SIZE_LIMITS`).
@@ -339,7 +346,7 @@ def _validate_data_options(config: TrainingConfig) -> None:
         raise ConfigError(
             f"--dataset_name {name}: no such local folder or file (and not a Hub id of the form org/name)."
         )
-    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.train_data_dir is None else None
+    spec = config.builtin_spec
     if spec is not None and spec.kind == "mixture":
         ignored = [n for n in ("resolution", "num_channels", "image_column") if getattr(config, n) is not None]
         if config.architecture in IMAGE_ARCHITECTURES:

@@ -68,6 +68,15 @@ def _mixed_precision(config: TrainingConfig) -> str | None:
     return config.mixed_precision
 
 
+def reset_accelerate_state() -> None:
+    """Forgets Accelerate's process-wide singletons, so that the next `train` in this process builds its own
+    Accelerator (another precision, another process count): benchmarks and tests run many in one process."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
 def train(config: TrainingConfig) -> TrainResult:
     """Runs the whole job. See the module docstring; the returned pipeline is None except on the main process."""
     from accelerate import Accelerator

@@ -5,7 +5,6 @@ import copy
 import torch
 from torch import nn
 
-from ..data import BUILTIN_DATASETS
 from ..modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
 from ..objectives import OBJECTIVES
 from .config import TrainingConfig
@@ -14,7 +13,7 @@ from .config import TrainingConfig
 def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANReconstructor, VEEGANDiscriminator]:
     """G, F and D of a resolved config (`sources.resolve_data`): the same networks for every objective, except that D
     judges (z, x) pairs only for a joint objective, and packs as many samples as the objective's pack option says."""
-    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.is_builtin_data else None
+    spec = config.builtin_spec
     shape = dict(
         architecture=config.architecture,
         latent_dim=config.latent_dim,

@@ -51,7 +51,7 @@ def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: in
     """Samples, a figure under samples/, and the metrics of the built-in dataset (the full protocol when `final`)."""
     samples_dir = Path(config.output_dir) / "samples"
     samples_dir.mkdir(exist_ok=True)
-    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.is_builtin_data else None
+    spec = config.builtin_spec
     scored = spec is not None and (config.eval_at_end or not final)
     # the full protocol at the end; during training at most 2,500 samples keep validation cheap
     num = None if final else config.num_validation_samples or min(spec.num_eval_samples if spec else 64, 2500)

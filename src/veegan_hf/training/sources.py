@@ -138,7 +138,7 @@ def _probe_images(dataset, column: str, config: TrainingConfig) -> tuple[str, in
 
 def resolve_data(config: TrainingConfig) -> tuple[TrainingConfig, Any]:
     """A new config with the data-dependent options filled in, and the loaded dataset (None for built-in data)."""
-    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.is_builtin_data else None
+    spec = config.builtin_spec
     if spec is not None and spec.kind == "mixture":
         return dataclasses.replace(config, architecture="mlp"), None
     if spec is not None:  # the digits
@@ -266,7 +266,7 @@ class DataLoaderSource(BatchSource):
 
 def build_source(config: TrainingConfig, dataset, rank: int, world_size: int) -> BatchSource:
     """The batch source of a resolved config (`resolve_data`)."""
-    spec = BUILTIN_DATASETS.get(config.dataset_name) if config.is_builtin_data else None
+    spec = config.builtin_spec
     if spec is not None and spec.kind == "mixture":
         return MixtureSource(config.dataset_name, config.train_batch_size)
     if spec is not None:
