@@ -150,7 +150,7 @@ def test_pil_inputs_are_converted_rgba_grayscale_and_resized():
         (torch.rand(2, 3, 32, 32) * 2 - 1, r"in \[0, 1\]"),
         (torch.full((1, 3, 32, 32), float("nan")), r"in \[0, 1\]"),
         (torch.rand(32, 32), r"\(N, C, H, W\)"),
-        (np.random.rand(2, 32, 32, 4), "images must be 3x32x32 images"),
+        (np.random.rand(2, 32, 32, 4), r"as numpy must be \(N, 32, 32, 3\) images \(height x width x channels"),
         ("image.png", "images must be PIL images, a numpy array or a tensor"),
         ([], "empty"),
     ],
