@@ -63,6 +63,7 @@ PUBLISHED = {
 }
 IDENTITY = ("row", "column", "seed", "objective", "overrides", "num_eval_samples", "ivom_budget", "device", "commit")
 REPORTED = ("modes_covered", "kl", "ivom", "reconstruction_mse")
+VALIDATION_STEPS = 2000
 
 
 def _log_key(record: dict) -> str:
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = 10 if args.smoke else args.steps
     overrides = ["--eval_at_end", "false", *(table2.SMOKE_OVERRIDES if args.smoke else [])]
     overrides += ["--max_train_steps", str(steps)] if steps else []
+    # modes over the run, from 2,500 samples at each validation: where a method stands when the budget ends
+    overrides += [] if args.smoke else ["--validation_steps", str(VALIDATION_STEPS), "--checkpointing_steps", "none"]
     num_eval = table2.SMOKE_NUM_EVAL_SAMPLES if args.smoke else table2.NUM_EVAL_SAMPLES
     budget = table2.SMOKE_IVOM_BUDGET if args.smoke else table2.IVOM_BUDGET
     tag = "_smoke" if args.smoke else ""
