@@ -1,9 +1,11 @@
-"""The Accelerate training loop: a resolved config in, a `TrainResult` out. It knows nothing of any one objective.
+"""The Accelerate training loop: a resolved config in, a `TrainResult` out. Each objective's forward and losses come
+from `objectives.OBJECTIVES`; the loop maps the config to their options and adds the schedules of the VEEGAN ones.
 
 TrainingConfig -> data -> networks -> one `accelerator.prepare` -> the loop -> `save_pretrained` / `push_to_hub`.
 Runs unchanged on one CPU, several CPU processes (gloo), many GPUs and several machines: every rank runs the same
-steps; only I/O and logging are rank-0 only. Each step is Algorithm 1's simultaneous update: the objective's terms
-(`objectives.OBJECTIVES`) are summed and backpropagated once, and one optimizer with a group per network steps.
+steps; only I/O and logging are rank-0 only. By default each step is Algorithm 1's simultaneous update: the
+objective's terms are summed and backpropagated once, and one optimizer with a group per network steps;
+`--update_order alternating` steps D first, then G and F against the updated D.
 """
 
 import contextlib
