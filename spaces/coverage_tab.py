@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 import PIL.Image
 
-from handlers import SpaceHandlers, _tile
+from handlers import SpaceHandlers, _checkbox, _tile
 from veegan_hf.data import BUILTIN_DATASETS
 
 REPORT_FOLDER = "coverage"
@@ -46,9 +46,8 @@ class CoverageHandler:
         """The model's view of the upload, G(F(x)), the nearest generated sample, a verdict and the raw numbers."""
         if not self.can_judge:
             raise gr.Error("This model ships no coverage report on built-in data, so uploads cannot be judged.")
-        if not isinstance(invert_colors, bool):
-            raise gr.Error(f"Invert colors must be true or false, got {invert_colors!r}.")
-        pixel_values = self.handlers._model_input(image, invert_colors)  # (1, C, H, W) in [0, 1]
+        inverted = _checkbox("Invert colors", invert_colors)
+        pixel_values = self.handlers._model_input(image, inverted)  # (1, C, H, W) in [0, 1]
         result = self.index().judge(pixel_values * 2 - 1)[0]
         verdict = "**makeable**" if result["makeable"] else "**not makeable**"
         why = (

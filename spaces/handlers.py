@@ -50,6 +50,15 @@ def _int_in_range(name: str, value: Any, low: int, high: int) -> int:
     return int(value)
 
 
+def _checkbox(name: str, value: Any) -> bool:
+    """A checkbox's value: True or False (or None, unset), never a string or number coerced by truthiness."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise gr.Error(f"{name} must be true or false, got {value!r}.")
+    return value
+
+
 def _float_in_range(name: str, value: Any, low: float, high: float) -> float:
     if not _is_number(value):
         raise gr.Error(f"{name} must be a number between {low} and {high}, got {value!r}.")
@@ -245,7 +254,7 @@ class SpaceHandlers:
         the raw numbers.
         """
         steps = _int_in_range("Refinement steps", refine_steps, 0, MAX_REFINE_STEPS)
-        inverted = bool(invert_colors)
+        inverted = _checkbox("Invert colors", invert_colors)
         pixel_values = self._model_input(image, inverted)  # (1, C, H, W) in [0, 1]
         try:
             latents = self.pipe.encode(pixel_values)  # (1, latent_dim)
@@ -309,11 +318,12 @@ class SpaceHandlers:
         images are given, else the first sample of each seed.
         """
         frames = _int_in_range("Frames", num_frames, 2, MAX_FRAMES)
+        inverted = _checkbox("Invert colors", invert_colors)  # checked even when unused: a wrong type is a mistake
         if image_a is not None or image_b is not None:
             if image_a is None or image_b is None:
                 raise gr.Error("Upload both images A and B, or clear them to interpolate between the two seeds.")
-            start = self._model_input(image_a, bool(invert_colors), "image A")
-            end = self._model_input(image_b, bool(invert_colors), "image B")
+            start = self._model_input(image_a, inverted, "image A")
+            end = self._model_input(image_b, inverted, "image B")
             source = "images"
         else:
             start = _int_in_range("Seed A", seed_a, 0, MAX_SEED)

@@ -90,3 +90,13 @@ def test_wrong_class_in_model_index(saved):
     (saved / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ValueError, match=r"lists generator as \['diffusers', 'UNet2DModel'\]"):
         VEEGAN.from_pretrained(saved)
+
+
+def test_an_unreadable_model_index_names_itself(saved):
+    """A model_index.json that is a file but cannot be read (here a link to /proc/self/mem, whose read fails with an
+    I/O error) is named with the reason, like every other unreadable file, not a raw OSError."""
+    index = saved / "model_index.json"
+    index.unlink()
+    index.symlink_to("/proc/self/mem")
+    with pytest.raises(ValueError, match=r"model_index\.json cannot be read \(.+\); .*save_pretrained"):
+        VEEGAN.from_pretrained(saved)

@@ -275,6 +275,9 @@ def test_invert_rejects_bad_input(client, tmp_path):
     small = handle_file(_png(tmp_path, "ok.png", PIL.Image.new("L", (28, 28))))
     assert "500" in _error_of(client, small, False, 501, api_name="/invert")
     assert "Upload the image first" in _error_of(client, None, False, 0, api_name="/invert")
+    # a checkbox takes true or false only, through the API too: 'yes' is not coerced by its truthiness
+    assert "Invert colors must be true or false, got 'yes'" in _error_of(client, small, "yes", 0, api_name="/invert")
+    assert "Invert colors must be true or false" in _error_of(client, 0, 1, 4, None, None, 1, api_name="/interpolate")
 
 
 def test_upload_size_is_capped(server, client, tmp_path):

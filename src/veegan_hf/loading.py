@@ -54,9 +54,13 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from `path`, or a ValueError that names the file and what is wrong with it."""
     if not path.is_file():
         raise ValueError(f"{path} is missing; {what}.")
-    raw = path.read_bytes()
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)  # a bounded read: never the whole of a huge or endless file
+    except OSError as err:  # e.g. a link to a device, a permission, an I/O error on the disk
+        raise ValueError(f"{path} cannot be read ({err.strerror or err}); {what}.") from None
     if len(raw) > MAX_JSON_BYTES:
-        raise ValueError(f"{path} is {len(raw):,} bytes, not a config ({what}); re-save the model.")
+        raise ValueError(f"{path} is over {MAX_JSON_BYTES:,} bytes, not a config ({what}); re-save the model.")
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
