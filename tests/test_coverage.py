@@ -10,7 +10,7 @@ from torch import nn
 
 from veegan_hf import VEEGAN, VEEGANGenerator, VEEGANReconstructor
 from veegan_hf.coverage import coverage_report, expected_coverage, neighbour_metrics
-from veegan_hf.coverage.report import _fid_kid
+from veegan_hf.coverage.measures import fid_kid
 
 CENTRES = torch.tensor([[math.cos(a), math.sin(a)] for a in torch.arange(10) * 2 * math.pi / 10]) * 4
 
@@ -122,8 +122,8 @@ def test_fid_is_built_without_network_access(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     generator = torch.Generator().manual_seed(0)
     real = torch.randn(500, 8, generator=generator)
-    same = _fid_kid(real, torch.randn(500, 8, generator=generator))
-    shifted = _fid_kid(real, torch.randn(500, 8, generator=generator) + 1.0)
+    same = fid_kid(real, torch.randn(500, 8, generator=generator))
+    shifted = fid_kid(real, torch.randn(500, 8, generator=generator) + 1.0)
     assert same["fid"] < 0.2 < 7.0 < shifted["fid"] < 9.0  # the Frechet distance of a unit mean shift in 8-D is 8
     assert shifted["kid_mean"] > same["kid_mean"]
 

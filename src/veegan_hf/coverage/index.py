@@ -12,8 +12,9 @@ import torch
 
 from ..evaluation import draw_samples
 from .features import extract, resolve_extractor
+from .measures import FLOOR_PERCENTILE, reconstruct, reconstruction_errors
 from .neighbours import _distances, knn_radii
-from .report import FLOOR_PERCENTILE, _errors, _reconstruct, _resolve_data
+from .sources import resolve_audit_data
 
 
 @dataclass
@@ -40,12 +41,13 @@ class CoverageIndex:
         nearest_k: int = 5,
         seed: int = 0,
     ) -> "CoverageIndex":
-        data = _resolve_data(dataset, pipe, seed, num_samples, None)
+        data = resolve_audit_data(dataset, pipe, seed, num_samples, None)
         name, extractor = resolve_extractor(feature_extractor, pipe.is_image_model, pipe.generator.sample_shape[0])
         real_features = extract(extractor, data.real)
         generated = draw_samples(pipe, num_samples, seed=seed)
         floor = torch.quantile(
-            _errors(generated, _reconstruct(pipe, generated), pipe.is_image_model).double(), FLOOR_PERCENTILE
+            reconstruction_errors(generated, reconstruct(pipe, generated), pipe.is_image_model).double(),
+            FLOOR_PERCENTILE,
         )
         return cls(
             pipe,
@@ -68,8 +70,8 @@ class CoverageIndex:
         # the ball of the nearest real image stands in for x's own k-NN ball: x is not among the audited images
         radius = self.real_radii[to_real.argmin(dim=1)]  # (B,)
         nearest_distance, nearest_index = _distances(features, self.generated_features).min(dim=1)  # (B,)
-        reconstructed = _reconstruct(self.pipe, samples)
-        errors = _errors(samples, reconstructed, self.pipe.is_image_model)
+        reconstructed = reconstruct(self.pipe, samples)
+        errors = reconstruction_errors(samples, reconstructed, self.pipe.is_image_model)
         results = []
         for i in range(samples.shape[0]):
             ratio = float(nearest_distance[i] / radius[i]) if radius[i] > 0 else float("inf")

@@ -15,7 +15,6 @@ gets (coverage about 1 - 2^-k, not 1).
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +25,19 @@ from ..data import BUILTIN_DATASETS, get_mixture
 from ..evaluation import draw_samples
 from ..metrics import mixture_metrics_for, stacked_mnist_metrics
 from .features import extract, resolve_extractor
+from .measures import (
+    FLOOR_PERCENTILE,
+    Labeller,
+    fid_kid,
+    mode_table,
+    reconstruct,
+    reconstruction_errors,
+    refine,
+    worst_order,
+)
 from .neighbours import expected_coverage, neighbour_metrics
-from .sources import AuditData, builtin_data, image_dataset, tensor_data
+from .sources import resolve_audit_data
 
-DEFAULT_NUM_REAL = 2500  # per side for user datasets: the N x M distances stay seconds on a CPU
-FLOOR_PERCENTILE = 0.99
-RECONSTRUCT_BATCH = 1000
 NEIGHBOUR_METRICS = ("precision", "recall", "density", "coverage")
 
 
@@ -63,7 +69,7 @@ class CoverageReport:
         images first, each group by reconstruction error; the ranking the figures and the refinement use),
         `"coverage_ratio"` or `"reconstruction_mse"`."""
         if by == "uncovered":
-            return _worst_order(
+            return worst_order(
                 torch.tensor(list(self.per_image["covered"])), torch.tensor(list(self.per_image["reconstruction_mse"]))
             )[:n].tolist()
         if by not in ("coverage_ratio", "reconstruction_mse"):
@@ -101,160 +107,6 @@ class CoverageReport:
         from .hub import push_report
 
         return push_report(self, repo_id, path_in_repo, token)
-
-
-def _worst_order(covered: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
-    """Uncovered images first, then covered ones; within each, the worst reconstructed first. A dense mode has
-    tiny k-NN balls, so a large coverage ratio alone often marks an image the model makes well."""
-    key = errors.double() - (~covered).double() * (errors.max().double() + 1)  # uncovered ones sort lowest
-    order = key.argsort()
-    # argsort ascending put uncovered first but with the *smallest* error first: reverse within each group
-    uncovered = order[~covered[order]]
-    covered_part = order[covered[order]]
-    return torch.cat([uncovered.flip(0), covered_part.flip(0)])
-
-
-def _resolve_data(dataset: Any, pipe: Any, seed: int, num_real: int | None, image_column: str | None) -> AuditData:
-    shape = pipe.generator.sample_shape
-    if isinstance(dataset, str) and dataset in BUILTIN_DATASETS:
-        return builtin_data(dataset, shape, seed, num_real)
-    if isinstance(dataset, torch.Tensor):
-        return tensor_data(dataset, None, seed, "tensors")
-    if isinstance(dataset, tuple) and len(dataset) == 2 and isinstance(dataset[0], torch.Tensor):
-        return tensor_data(dataset[0], dataset[1], seed, "tensors")
-    if not pipe.is_image_model:
-        raise ValueError(f"dataset={dataset!r}: a vector model is audited on a built-in mixture or on tensors.")
-    return image_dataset(dataset, shape[-1], shape[0], seed, num_real or DEFAULT_NUM_REAL, image_column)
-
-
-class _Labeller:
-    """Gives generated (and reconstructed) samples a mode, as the data's own labels are given."""
-
-    def __init__(self, data: AuditData, real_features: torch.Tensor, extractor: Any):
-        self.kind = data.labeller if data.labeller != "none" or data.real_labels is None else "nearest_real"
-        self.data, self.real_features, self.extractor = data, real_features, extractor
-        if self.kind in ("digits", "stacked"):
-            from ..classifier import load_mode_classifier
-
-            self.classifier = load_mode_classifier()
-
-    @property
-    def description(self) -> str:
-        return {
-            "digits": "the shipped digit classifier",
-            "stacked": "the shipped digit classifier, per channel",
-            "mixture": "the nearest mixture mean",
-            "nearest_real": "the label of the nearest audited real image in feature space",
-        }.get(self.kind, "none")
-
-    def __call__(self, samples: torch.Tensor) -> torch.Tensor | None:
-        from ..classifier import predict_digits, predict_stacked_modes
-
-        if self.kind == "digits":
-            return predict_digits(self.classifier, samples)
-        if self.kind == "stacked":
-            return predict_stacked_modes(self.classifier, samples)
-        if self.kind == "mixture":
-            means = get_mixture(self.data.builtin).means
-            return torch.cdist(samples.double(), means.double()).argmin(dim=1)
-        if self.kind == "nearest_real":
-            features = extract(self.extractor, samples)
-            return self.data.real_labels[torch.cdist(features, self.real_features).argmin(dim=1)]
-        return None
-
-
-@torch.no_grad()
-def _reconstruct(pipe: Any, samples: torch.Tensor) -> torch.Tensor:
-    """G(F(x)) in the model's space, in batches, with both networks in eval mode."""
-    generator, reconstructor = pipe.generator, pipe.reconstructor
-    modes = generator.training, reconstructor.training
-    generator.eval(), reconstructor.eval()
-    try:
-        out = []
-        for chunk in samples.split(RECONSTRUCT_BATCH):
-            x = chunk.to(pipe.device, generator.dtype)
-            latents = reconstructor(x)
-            out.append(generator(latents, pipe._zero_noise(latents)).float().cpu())
-        return torch.cat(out)
-    finally:
-        generator.train(modes[0]), reconstructor.train(modes[1])
-
-
-def _errors(samples: torch.Tensor, reconstructed: torch.Tensor, is_image: bool) -> torch.Tensor:
-    """Per-sample MSE: images with pixels in [0, 1], vectors in their own units."""
-    scale = 0.5 if is_image else 1.0  # [-1, 1] -> [0, 1] halves every difference
-    return ((samples - reconstructed) * scale).pow(2).flatten(1).mean(dim=1)
-
-
-def _refine(pipe: Any, samples: torch.Tensor, steps: int, learning_rate: float) -> torch.Tensor:
-    """G(z*) with z* = `pipe.invert` from F(x), in the model's space."""
-    image = pipe.is_image_model
-    inputs = (samples + 1) / 2 if image else samples  # the public API takes [0, 1] pixels
-    latents = pipe.invert(inputs.to(pipe.device), num_steps=steps, learning_rate=learning_rate)
-    decoded = pipe.decode(latents, output_type="pt").float().cpu()
-    return decoded * 2 - 1 if image else decoded
-
-
-def _fid_kid(real: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
-    """FID and KID of `generated` against `real` on the given features, through torchmetrics."""
-    from torch import nn
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    class Identity(nn.Module):  # the features are already computed: torchmetrics only accumulates them
-        def __init__(self, num_features: int):
-            super().__init__()
-            self.num_features = num_features
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    dim = real.shape[1]
-    fid = FrechetInceptionDistance(feature=Identity(dim))
-    with warnings.catch_warnings():  # "KID will save all extracted features": a few thousand rows here
-        warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=Identity(dim), subset_size=min(1000, len(real), len(generated)))
-    for metric in (fid, kid):
-        metric.update(real.double(), real=True)
-        metric.update(generated.double(), real=False)
-    kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
-
-
-def _mode_table(
-    data: AuditData, generated_labels: torch.Tensor, neighbours: dict, errors: torch.Tensor, kept: torch.Tensor | None
-) -> list[dict] | None:
-    """One row per mode present in the real data or the samples, most under-generated first."""
-    if data.real_labels is None or generated_labels is None:
-        return None
-    num_modes = data.num_modes or int(max(data.real_labels.max(), generated_labels.max())) + 1
-    real_counts = torch.bincount(data.real_labels, minlength=num_modes).double()
-    generated_counts = torch.bincount(generated_labels, minlength=num_modes).double()
-    real_share, generated_share = real_counts / real_counts.sum(), generated_counts / generated_counts.sum()
-    rows = []
-    for mode in range(num_modes):
-        members = data.real_labels == mode
-        if not members.any() and generated_counts[mode] == 0:
-            continue
-        gap = (generated_share[mode] - real_share[mode]) / real_share[mode] if real_share[mode] > 0 else math.inf
-        rows.append(
-            {
-                "mode": mode,
-                "real_count": int(real_counts[mode]),
-                "real_share": float(real_share[mode]),
-                "generated_share": float(generated_share[mode]),
-                "relative_gap": float(gap),
-                "coverage_rate": float(neighbours["covered"][members].double().mean()) if members.any() else math.nan,
-                "uncovered_count": int((~neighbours["covered"][members]).sum()),
-                "median_reconstruction_mse": float(errors[members].median()) if members.any() else math.nan,
-                "kept_label_rate": float(kept[members].double().mean())
-                if kept is not None and members.any()
-                else math.nan,
-            }
-        )
-    # most under-generated first; among equal gaps (e.g. several modes never drawn), the least covered first
-    rate = lambda row: 1.0 if math.isnan(row["coverage_rate"]) else row["coverage_rate"]  # noqa: E731
-    return sorted(rows, key=lambda row: (row["relative_gap"], rate(row), -row["real_share"]))
 
 
 def coverage_report(
@@ -323,7 +175,7 @@ def coverage_report(
             raise ValueError(f"{name}={value!r} must be an int >= {low}.")
     start = time.perf_counter()
     stages = tqdm(total=6, desc="coverage", disable=not progress, unit="stage")
-    data = _resolve_data(dataset, pipe, seed, num_real, image_column)
+    data = resolve_audit_data(dataset, pipe, seed, num_real, image_column)
     num_generated = num_generated or data.real.shape[0]
     if feature_extractor == "auto":
         feature_extractor = (
@@ -345,14 +197,14 @@ def coverage_report(
     baseline = neighbour_metrics(real_features, baseline_features, nearest_k)
     stages.set_postfix_str("reconstruction"), stages.update()
 
-    reconstructed = _reconstruct(pipe, data.real)
-    errors = _errors(data.real, reconstructed, pipe.is_image_model)  # (N,)
-    generated_errors = _errors(generated, _reconstruct(pipe, generated), pipe.is_image_model)  # (M,)
+    reconstructed = reconstruct(pipe, data.real)
+    errors = reconstruction_errors(data.real, reconstructed, pipe.is_image_model)  # (N,)
+    generated_errors = reconstruction_errors(generated, reconstruct(pipe, generated), pipe.is_image_model)  # (M,)
     floor = float(torch.quantile(generated_errors.double(), FLOOR_PERCENTILE))
     reconstructed_features = extract(extractor, reconstructed)
     stages.set_postfix_str("modes"), stages.update()
 
-    labeller = _Labeller(data, real_features, extractor)
+    labeller = Labeller(data, real_features, extractor)
     reconstruction_labels = labeller(reconstructed)
     mode_metrics: dict[str, float] = {}
     if data.builtin is not None:  # the package's evaluation protocol: 10,000 digits, 26,000 triples, 2,500 points
@@ -373,15 +225,17 @@ def coverage_report(
     stages.set_postfix_str("refinement"), stages.update()
 
     refined_errors = torch.full_like(errors, math.nan)
-    worst = _worst_order(neighbours["covered"], errors)[: max(refine_worst, 16)]  # refined, and drawn in the figure
+    worst = worst_order(neighbours["covered"], errors)[: max(refine_worst, 16)]  # refined, and drawn in the figure
     refine_index = worst[:refine_worst]
     refined_floor = floor
     refined_worst = None
     if refine_worst > 0 and refine_steps > 0:
-        refined_worst = _refine(pipe, data.real[refine_index], refine_steps, refine_learning_rate)
-        refined_errors[refine_index] = _errors(data.real[refine_index], refined_worst, pipe.is_image_model)
-        refined_generated = _refine(pipe, generated[:refine_worst], refine_steps, refine_learning_rate)
-        generated_refined = _errors(generated[:refine_worst], refined_generated, pipe.is_image_model)
+        refined_worst = refine(pipe, data.real[refine_index], refine_steps, refine_learning_rate)
+        refined_errors[refine_index] = reconstruction_errors(
+            data.real[refine_index], refined_worst, pipe.is_image_model
+        )
+        refined_generated = refine(pipe, generated[:refine_worst], refine_steps, refine_learning_rate)
+        generated_refined = reconstruction_errors(generated[:refine_worst], refined_generated, pipe.is_image_model)
         refined_floor = float(torch.quantile(generated_refined.double(), FLOOR_PERCENTILE))
     judged = torch.where(torch.isnan(refined_errors), errors, refined_errors)
     judged_floor = torch.where(torch.isnan(refined_errors), torch.tensor(floor), torch.tensor(refined_floor))
@@ -402,8 +256,8 @@ def coverage_report(
     notes = []
     if fid:
         try:
-            metrics.update(_fid_kid(real_features, generated_features))
-            metrics.update({f"baseline_{k}": v for k, v in _fid_kid(real_features, baseline_features).items()})
+            metrics.update(fid_kid(real_features, generated_features))
+            metrics.update({f"baseline_{k}": v for k, v in fid_kid(real_features, baseline_features).items()})
         except ImportError:
             notes.append("FID and KID were skipped: torchmetrics is not installed (pip install 'veegan-hf[eval]').")
     else:
@@ -437,7 +291,7 @@ def coverage_report(
             "not_makeable": not_makeable.tolist(),
         }
     )
-    rows = _mode_table(data, generated_labels, neighbours, errors, kept)
+    rows = mode_table(data, generated_labels, neighbours, errors, kept)
     per_mode = datasets.Dataset.from_list(rows) if rows else None
     if rows:
         metrics["most_dropped_mode"] = rows[0]["mode"]

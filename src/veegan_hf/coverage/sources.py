@@ -21,6 +21,7 @@ import torch
 from ..data import BUILTIN_DATASETS, StackedMNIST, get_mixture, mnist_pixel_values, mnist_split
 from ..image_processor import ImageTransform
 
+DEFAULT_NUM_REAL = 2500  # per side for user datasets: the N x M distances stay seconds on a CPU
 NUM_STACKED_AUDITED = 5000  # about 5 real triples per mode; more makes the N x M distances slow on a CPU
 LABEL_COLUMN = "label"
 
@@ -153,3 +154,16 @@ def image_dataset(
     if has_labels:
         data.num_modes = dataset.features[LABEL_COLUMN].num_classes
     return data
+
+
+def resolve_audit_data(dataset: Any, pipe: Any, seed: int, num_real: int | None, image_column: str | None) -> AuditData:
+    shape = pipe.generator.sample_shape
+    if isinstance(dataset, str) and dataset in BUILTIN_DATASETS:
+        return builtin_data(dataset, shape, seed, num_real)
+    if isinstance(dataset, torch.Tensor):
+        return tensor_data(dataset, None, seed, "tensors")
+    if isinstance(dataset, tuple) and len(dataset) == 2 and isinstance(dataset[0], torch.Tensor):
+        return tensor_data(dataset[0], dataset[1], seed, "tensors")
+    if not pipe.is_image_model:
+        raise ValueError(f"dataset={dataset!r}: a vector model is audited on a built-in mixture or on tensors.")
+    return image_dataset(dataset, shape[-1], shape[0], seed, num_real or DEFAULT_NUM_REAL, image_column)
