@@ -88,3 +88,7 @@ def fake_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline_module, "create_repo", create_repo)
     monkeypatch.setattr(pipeline_module, "upload_folder", upload_folder)
     return hub
+
+
+# the Space's module-scoped fixtures (a saved digit model, its server, a client), for the test_space* modules
+from tests.space_fixtures import client, model_dir, server  # noqa: E402, F401
