@@ -45,114 +45,29 @@ token (no Authorization header answers 401):
 repo path -> content, so that a test can check what was pushed; `FakeHub.repos[repo_id].messages` holds each pushed
 commit's summary, and each logged `Request` keeps its body (the commit's ndjson, for one).
 
-Run as a script (`python tests/hub_server.py SPEC.json`), this file is the client side instead: in a fresh process,
-where `HF_HUB_OFFLINE` and `HF_ENDPOINT` from the environment still take effect, it loads each repo of the spec with
-`VEEGAN.from_pretrained`, samples with a fixed seed, and writes what it got, or pushes a saved pipeline with
-`push_to_hub` (see `_client_main`).
+The repos' storage (files, hashes, refs) is `hub_repos.py`; `hub_client.py` is the client side, run in a fresh
+process (`python tests/hub_client.py SPEC.json`).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
-import re
-import sys
 import threading
-from dataclasses import dataclass, field
-from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-# stored in LFS on the Hub (its default .gitattributes): served through the CDN redirect
-LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".png", ".npz")
-INVALID_TOKEN = "hf_invalid_token"
-USER = "test-user"  # whoever the token belongs to: the namespace of a repo created without an organization
-# the Hub's initial commit of a new repo holds a .gitattributes; this one agrees with `HubFile.is_lfs`
-GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES).encode()
-_COMMIT_DATE = "2025-01-01T00:00:00.000Z"
-_FRONT_MATTER = re.compile(r"^\s*---[\r\n]+([\S\s]*?)[\r\n]+---(?:\r\n|\n|$)")  # a model card's YAML header
+from tests.hub_repos import (
+    _COMMIT_DATE,
+    INVALID_TOKEN,
+    HubFile,
+    Repo,
+)
+from tests.hub_responses import Request, _error, _json, _Response
+from tests.hub_uploads import UploadEndpoints
 
 
-@dataclass(frozen=True)
-class HubFile:
-    """One file of a commit, with the hashes the Hub reports for it."""
-
-    path: str
-    data: bytes
-
-    @property
-    def is_lfs(self) -> bool:
-        return self.path.endswith(LFS_SUFFIXES)
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @cached_property
-    def pointer(self) -> bytes:
-        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {len(self.data)}\n".encode()
-
-    @cached_property
-    def git_oid(self) -> str:
-        """The git blob sha1 of what git stores: the LFS pointer for LFS files, the content otherwise."""
-        return _git_blob_sha1(self.pointer if self.is_lfs else self.data)
-
-    def tree_entry(self) -> dict:
-        entry = {"type": "file", "oid": self.git_oid, "size": len(self.data), "path": self.path}
-        if self.is_lfs:
-            entry["lfs"] = {"oid": self.sha256, "size": len(self.data), "pointerSize": len(self.pointer)}
-        return entry
-
-
-def _git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@dataclass
-class Repo:
-    refs: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit
-    commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)  # commit -> path -> file
-    messages: dict[str, str] = field(default_factory=dict)  # commit -> summary, for commits that have one
-    private: bool = False
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request as the server saw it; `path` is unquoted, without the query."""
-
-    server: str  # "hub" or "cdn"
-    method: str
-    path: str
-    query: dict[str, str]
-    authorized: bool
-    status: int
-    expected: bool  # False for a URL or method the Hub stand-in does not serve
-    body: bytes = field(default=b"", repr=False)  # what was POSTed or PUT (weights too: kept out of repr)
-
-
-@dataclass
-class _Response:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    expected: bool = True
-
-
-def _json(status: int, payload, **headers: str) -> _Response:
-    return _Response(
-        status, {"Content-Type": "application/json; charset=utf-8", **headers}, json.dumps(payload).encode()
-    )
-
-
-def _error(status: int, code: str | None, message: str, **headers: str) -> _Response:
-    if code is not None:
-        headers = {"X-Error-Code": code, **headers}
-    return _json(status, {"error": message}, **{"X-Error-Message": message, **headers})
-
-
-class FakeHub:
+class FakeHub(UploadEndpoints):
     """Model repos served over HTTP on 127.0.0.1, as the Hub serves them. Use as a context manager."""
 
     def __init__(self, page_size: int = 1000, lfs_uploads: bool = False):
@@ -324,149 +239,6 @@ class FakeHub:
 
     # ------------------------------------------------------------------ uploads
 
-    def _upload(
-        self, segments: list[str], query: dict[str, str], authorization: str | None, body: bytes
-    ) -> _Response | None:
-        """The POSTs of `create_repo` and `upload_folder`, or None for a URL that is not one of them."""
-        if segments == ["api", "validate-yaml"]:
-            return self._validate_yaml(json.loads(body))
-        api = segments[:2] == ["api", "models"] and len(segments) == 6 and segments[4] in ("preupload", "commit")
-        lfs = len(segments) == 6 and segments[1].endswith(".git") and segments[2:5] == ["info", "lfs", "objects"]
-        lfs = lfs and segments[5] in ("batch", "verify")
-        if not (segments == ["api", "repos", "create"] or api or lfs):
-            return None
-        if authorization is None:  # every write needs a token
-            return _error(401, None, "You must be authenticated to do this: pass a token")
-        if api and segments[4] == "preupload":
-            return self._preupload("/".join(segments[2:4]), segments[5], json.loads(body), authorization)
-        if api:
-            return self._commit_upload("/".join(segments[2:4]), segments[5], query, body, authorization)
-        if lfs and segments[5] == "batch":
-            return self._lfs_batch(f"{segments[0]}/{segments[1].removesuffix('.git')}", json.loads(body))
-        if lfs:
-            return self._lfs_verify(json.loads(body))
-        return self._create_repo(json.loads(body))
-
-    def _create_repo(self, payload: dict) -> _Response:
-        if payload.get("type", "model") != "model":
-            return _Response(404, body=b"Not Found", expected=False)  # datasets and spaces are not served
-        repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
-        url = f"{self.endpoint}/{repo_id}"
-        with self._lock:
-            if repo_id in self.repos:
-                # what the Hub answers; `create_repo(exist_ok=True)` takes the url from it
-                return _json(409, {"error": "You already created this model repo", "url": url})
-            self.add_commit(repo_id, {".gitattributes": GITATTRIBUTES}, message="initial commit")
-            self.repos[repo_id].private = payload.get("visibility") == "private"
-        return _json(200, {"url": url, "name": repo_id, "id": hashlib.md5(repo_id.encode()).hexdigest()[:24]})
-
-    def _validate_yaml(self, payload: dict) -> _Response:
-        import yaml  # a dependency of huggingface_hub
-
-        match = _FRONT_MATTER.match(payload["content"])
-        if match is None:
-            return _json(200, {"errors": [], "warnings": [{"message": "Empty or missing yaml metadata"}]})
-        try:
-            metadata = yaml.safe_load(match.group(1))
-        except yaml.YAMLError as err:
-            metadata, problem = None, str(err)
-        else:
-            problem = "the front matter is not a YAML mapping"
-        if not isinstance(metadata, dict):
-            return _json(400, {"errors": [{"message": problem}], "warnings": []}, **{"X-Error-Message": problem})
-        return _json(200, {"errors": [], "warnings": []})
-
-    def _preupload(self, repo_id: str, revision: str, payload: dict, authorization: str) -> _Response:
-        commit = self._commit(repo_id, revision, authorization)
-        if isinstance(commit, _Response):
-            return commit
-        existing = self.repos[repo_id].commits[commit]
-        answers = []
-        for entry in payload["files"]:
-            path = entry["path"]
-            lfs = self.lfs_uploads and path.endswith(LFS_SUFFIXES) and entry["size"] > 0
-            answer = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
-            if path in existing:
-                # the oid the client computes locally: sha256 for an LFS upload, the git blob sha1 of the content
-                # for a regular one; equal means unchanged, and the client leaves the file out of the commit
-                data = existing[path].data
-                answer["oid"] = hashlib.sha256(data).hexdigest() if lfs else _git_blob_sha1(data)
-            answers.append(answer)
-        return _json(200, {"files": answers, "commitOid": commit})
-
-    def _lfs_batch(self, repo_id: str, payload: dict) -> _Response:
-        if repo_id not in self.repos:
-            return _error(404, "RepoNotFound", "Repository not found")
-        if payload.get("operation") != "upload":
-            return _Response(404, body=b"Not Found", expected=False)  # downloads go through /resolve/
-        objects = []
-        for obj in payload["objects"]:
-            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
-            if obj["oid"] not in self.blobs:  # an object already stored gets no actions: the client skips it
-                answer["actions"] = {
-                    "upload": {"href": f"{self.cdn}/{obj['oid']}", "header": {}},
-                    "verify": {"href": f"{self.endpoint}/{repo_id}.git/info/lfs/objects/verify", "header": {}},
-                }
-            objects.append(answer)
-        return _Response(
-            200,
-            {"Content-Type": "application/vnd.git-lfs+json"},
-            json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode(),
-        )
-
-    def _lfs_verify(self, payload: dict) -> _Response:
-        data = self.blobs.get(payload["oid"])
-        if data is None or len(data) != payload["size"]:
-            return _error(404, None, f"LFS object {payload['oid']} of size {payload['size']} was not uploaded")
-        return _json(200, {"success": True})
-
-    def _commit_upload(
-        self, repo_id: str, revision: str, query: dict[str, str], body: bytes, authorization: str
-    ) -> _Response:
-        if query.get("create_pr") in ("1", "true"):
-            return _Response(404, body=b"Not Found", expected=False)  # pull requests are not served
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-        if not lines or lines[0]["key"] != "header":
-            return _error(400, None, "The first line of a commit must be its header")
-        header = lines[0]["value"]
-        with self._lock:  # the head must not move between reading it and committing on top of it
-            head = self._commit(repo_id, revision, authorization)
-            if isinstance(head, _Response):
-                return head
-            if header.get("parentCommit") not in (None, head):
-                return _error(412, None, "A commit has happened since. Please refresh and try again.")
-            files = self.files(repo_id, head)
-            for line in lines[1:]:
-                key, value = line["key"], line["value"]
-                path = value["path"]
-                if key == "file" and value.get("encoding") == "base64":
-                    files[path] = base64.b64decode(value["content"], validate=True)
-                elif key == "lfsFile":
-                    data = self.blobs.get(value["oid"])
-                    if data is None or ("size" in value and len(data) != value["size"]):
-                        return _error(422, None, f"LFS object {value['oid']} of {path} was not uploaded")
-                    files[path] = data
-                elif key == "deletedFile":
-                    if files.pop(path, None) is None:
-                        return _error(404, "EntryNotFound", f"A file with this name doesn't exist: {path}")
-                elif key == "deletedFolder":
-                    prefix = path.rstrip("/") + "/"
-                    files = {p: data for p, data in files.items() if not p.startswith(prefix)}
-                else:
-                    return _error(400, None, f"Unknown commit operation {key!r}")
-            commit = self.add_commit(repo_id, files, refs=(revision,), message=header["summary"], parent=head)
-        return _json(
-            200,
-            {
-                "success": True,
-                "commitOid": commit,
-                "commitUrl": f"{self.endpoint}/{repo_id}/commit/{commit}",
-                "hookOutput": "",
-            },
-        )
-
-    # ------------------------------------------------------------------ downloads
-
     def _commit(self, repo_id: str, revision: str, authorization: str | None) -> str | _Response:
         """A revision's commit sha, or the error response the Hub gives."""
         repo = self.repos.get(repo_id)
@@ -597,55 +369,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:  # quiet: the test reads `FakeHub.requests` instead
         pass
-
-
-# ---------------------------------------------------------------------- client side, in a fresh process
-
-
-def _client_main(spec_path: str) -> None:
-    """Runs the spec's `calls` in order and writes, to the spec's `out_dir`, `results.json` (by name: the error, or
-    what the call gave) and, for each load, `NAME.pt` (samples from seed 0 and the three state dicts).
-
-    A call `{"name", "repo_id", "kwargs"}` loads with `VEEGAN.from_pretrained` (result: the card metadata); a call
-    `{"name", "push_from", "repo_id", "kwargs"}` loads the local folder `push_from` and pushes it with
-    `push_to_hub(repo_id, **kwargs)` (result: the commit URL it returns)."""
-    spec = json.loads(Path(spec_path).read_text())
-    out_dir = Path(spec["out_dir"])
-
-    import torch
-
-    torch.set_num_threads(1)  # as conftest does in the parent: same kernels, same bits
-
-    from veegan_hf import VEEGAN
-
-    results = {}
-    for call in spec["calls"]:
-        try:
-            if "push_from" in call:
-                pipe = VEEGAN.from_pretrained(call["push_from"])
-                commit_url = pipe.push_to_hub(call["repo_id"], **call.get("kwargs", {}))
-                results[call["name"]] = {"error": None, "commit_url": commit_url}
-                continue
-            pipe = VEEGAN.from_pretrained(call["repo_id"], **call.get("kwargs", {}))
-        except Exception as err:
-            results[call["name"]] = {
-                "error": type(err).__name__,
-                "mro": [c.__name__ for c in type(err).__mro__],
-                "message": str(err),
-                "cause": type(err.__cause__).__name__ if err.__cause__ is not None else None,
-            }
-            continue
-        samples = pipe(batch_size=4, generator=torch.Generator().manual_seed(0), output_type="pt").samples
-        networks = {
-            "generator": pipe.generator,
-            "reconstructor": pipe.reconstructor,
-            "discriminator": pipe.discriminator,
-        }
-        state = {name: net.state_dict() for name, net in networks.items() if net is not None}
-        torch.save({"samples": samples, "state": state}, out_dir / f"{call['name']}.pt")
-        results[call["name"]] = {"error": None, "card_metadata": pipe.card_metadata}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-
-
-if __name__ == "__main__":
-    _client_main(sys.argv[1])

@@ -22,7 +22,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from tests.conftest import make_pipeline, same_tensors
-from tests.hub_server import GITATTRIBUTES, INVALID_TOKEN, LFS_SUFFIXES, FakeHub
+from tests.hub_repos import GITATTRIBUTES, INVALID_TOKEN, LFS_SUFFIXES
+from tests.hub_server import FakeHub
 
 REPO = "org/veegan-test"
 NETWORKS = ("discriminator", "generator", "reconstructor")
@@ -32,7 +33,7 @@ PIPELINE_FILES = {
     *(f"{net}/config.json" for net in NETWORKS),
     *(f"{net}/diffusion_pytorch_model.safetensors" for net in NETWORKS),
 }
-HUB_SERVER = Path(__file__).with_name("hub_server.py")
+HUB_SERVER = Path(__file__).with_name("hub_client.py")
 PUSHED = "org/pushed"
 TOKEN = "hf_test"
 
