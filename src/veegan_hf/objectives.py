@@ -111,6 +111,9 @@ class StepLosses:
         reconstruction (`torch.Tensor`): ||z - F(G(z))||^2, for logging (inside `generator` for `veegan`).
         real_logits (`torch.Tensor`): D on data, for logging.
         fake_logits (`torch.Tensor`): D on generated samples, for logging.
+        regenerate (`Callable`, *optional*): `generator` again, against D's weights as they are when called, from
+            this step's samples and codes: after D has stepped, the alternating update's G term, with no second
+            forward of G or F (their weights have not moved, so the step's graph through them is still valid).
     """
 
     discriminator: torch.Tensor
@@ -119,6 +122,7 @@ class StepLosses:
     reconstruction: torch.Tensor
     real_logits: torch.Tensor
     fake_logits: torch.Tensor
+    regenerate: Callable[[], torch.Tensor] | None = None
 
     @property
     def total(self) -> torch.Tensor:
@@ -214,16 +218,22 @@ def veegan_losses(
         discriminator, (fake_x, fake_z), (real_x, real_z), o.discriminator_loss_form, o.r1_weight
     )  # logits: (2 * num,)
 
-    # G's view of the same D (the pre-update weights), held fixed: line 11 trains gamma only.
-    fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), fake_z)  # (num,)
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
-    # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
-    g_loss = generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss)
+    cycle = 0.0
     if o.data_reconstruction_weight > 0:
         # + mu * ||x - G(F(x))||^2: trains gamma and theta on the data itself (ALICE's cycle term, Li et al., 2017)
-        g_loss = g_loss + o.data_reconstruction_weight * sample_reconstruction_loss(real_samples, cycled_samples)
+        cycle = o.data_reconstruction_weight * sample_reconstruction_loss(real_samples, cycled_samples)
+
+    def generator_terms() -> torch.Tensor:
+        # G's view of D (its weights when called), held fixed: line 11 trains gamma only.
+        fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), fake_z)  # (num,)
+        # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
+        return generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss) + cycle
+
     zero = d_loss.new_zeros(())
-    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[num:], fake_logits=logits[:num])
+    return StepLosses(
+        d_loss, generator_terms(), zero, reconstruction, logits[num:], logits[:num], regenerate=generator_terms
+    )
 
 
 def ali_losses(
@@ -242,17 +252,22 @@ def ali_losses(
         options.discriminator_loss_form,
         options.r1_weight,
     )  # logits: (2 * batch,)
-    frozen = _frozen_forward(
-        networks.frozen_discriminator,
-        torch.cat([fake_samples, real_samples]),
-        torch.cat([latents, real_latents]),
-        batch_groups=2,
-    )
-    g_loss = ali_encoder_generator_loss(frozen[:batch], frozen[batch:])
+
+    def generator_terms() -> torch.Tensor:
+        frozen = _frozen_forward(
+            networks.frozen_discriminator,
+            torch.cat([fake_samples, real_samples]),
+            torch.cat([latents, real_latents]),
+            batch_groups=2,
+        )
+        return ali_encoder_generator_loss(frozen[:batch], frozen[batch:])
+
     with torch.no_grad():  # logged only: how well F happens to invert G
         reconstruction = reconstruction_loss(latents, reconstructor(fake_samples))
     zero = d_loss.new_zeros(())
-    return StepLosses(d_loss, g_loss, zero, reconstruction, real_logits=logits[batch:], fake_logits=logits[:batch])
+    return StepLosses(
+        d_loss, generator_terms(), zero, reconstruction, logits[batch:], logits[:batch], regenerate=generator_terms
+    )
 
 
 def gan_losses(
@@ -275,25 +290,30 @@ def gan_losses(
         discriminator, (fake_packed.detach(),), (real_packed,), discriminator_loss_form, options.r1_weight
     )  # logits: (2 * batch / pack_size,)
 
-    if unrolled_steps > 0:
-        # theta_D^{k}: k SGD steps on D's loss from the current weights, differentiable in G's samples
-        params = {name: p.detach().requires_grad_(True) for name, p in d_module.named_parameters()}
-        for _ in range(unrolled_steps):
-            unrolled_logits = functional_call(
-                d_module, params, (torch.cat([fake_packed, real_packed]),), {"batch_groups": 2}
-            )
-            step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:], discriminator_loss_form)
-            grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
-            params = {name: p - options.unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
-        fake_logits = functional_call(d_module, params, (fake_packed,))
-    else:
-        fake_logits = _frozen_forward(d_module, fake_packed)
-    # -log(1 - sigmoid(D(G(z)))) (non-saturating, in this module's sign convention), or D(G(z)) against a hinge D
-    g_form = "paper" if discriminator_loss_form == "hinge" else "non_saturating"
-    g_loss = adversarial_generator_loss(fake_logits, g_form)
+    def generator_terms() -> torch.Tensor:
+        if unrolled_steps > 0:
+            # theta_D^{k}: k SGD steps on D's loss from its current weights, differentiable in G's samples
+            params = {name: p.detach().requires_grad_(True) for name, p in d_module.named_parameters()}
+            for _ in range(unrolled_steps):
+                unrolled_logits = functional_call(
+                    d_module, params, (torch.cat([fake_packed, real_packed]),), {"batch_groups": 2}
+                )
+                step_loss = discriminator_loss(unrolled_logits[:num], unrolled_logits[num:], discriminator_loss_form)
+                grads = torch.autograd.grad(step_loss, list(params.values()), create_graph=True)
+                params = {name: p - options.unrolled_learning_rate * g for (name, p), g in zip(params.items(), grads)}
+            fake_logits = functional_call(d_module, params, (fake_packed,))
+        else:
+            fake_logits = _frozen_forward(d_module, fake_packed)
+        # -log(1 - sigmoid(D(G(z)))) (non-saturating, in this module's sign convention), or D(G(z)) against a hinge D
+        return adversarial_generator_loss(
+            fake_logits, "paper" if discriminator_loss_form == "hinge" else "non_saturating"
+        )
+
     # F learns to invert G on detached samples: it never influences G
     reconstruction = reconstruction_loss(latents, reconstructor(fake_samples.detach()))
-    return StepLosses(d_loss, g_loss, reconstruction, reconstruction.detach(), logits[num:], logits[:num])
+    return StepLosses(
+        d_loss, generator_terms(), reconstruction, reconstruction.detach(), logits[num:], logits[:num], generator_terms
+    )
 
 
 @dataclass(frozen=True)

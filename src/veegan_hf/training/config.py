@@ -311,6 +311,11 @@ def validate(config: TrainingConfig) -> None:
             f"--update_order alternating steps D and then G on each batch; it cannot accumulate --gradient_accumulation"
             f"_steps {config.gradient_accumulation_steps}. Drop one of them."
         )
+    if config.update_order == "alternating" and config.compile:
+        raise ConfigError(
+            "--update_order alternating takes G's loss again after D's step, outside the compiled step; drop "
+            "--compile or use --update_order simultaneous."
+        )
     if config.compile and not objective.compiles:
         raise ConfigError(
             f"--compile cannot run --objective {config.objective}: its generator loss differentiates through D's "

@@ -263,11 +263,11 @@ def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             with context:
                 latents = torch.randn(latent_shape, device=device)
                 losses = step_losses(real, latents)
-                if alternating:  # D steps first; then G and F, on the same batch, against the D just updated
+                if alternating:  # D steps first; then G and F, on the same samples, against the D just updated
                     accelerator.backward(losses.discriminator)
                     step_optimizer.step()  # only D has gradients: Adam skips the others
                     step_optimizer.zero_grad(set_to_none=True)
-                    losses = step_losses(real, latents)
+                    losses.generator = losses.regenerate()  # D's new weights; G's and F's forward is reused
                     accelerator.backward(losses.generator + losses.encoder)
                 else:
                     accelerator.backward(losses.total)
