@@ -20,7 +20,7 @@ from veegan_hf import VEEGAN
 from veegan_hf.data import get_mixture
 from veegan_hf.image_processor import ImageTransform
 from veegan_hf.metrics import reconstruction_mse
-from veegan_hf.plotting import image_grid
+from veegan_hf.plotting import samples_picture
 
 MAX_SEED = 2**31 - 1
 MAX_IMAGE_SAMPLES = 64  # one grid; more tiles are too small to see
@@ -111,9 +111,12 @@ def _figure_to_image(fig: Figure) -> PIL.Image.Image:
 
 
 def _tile(images: torch.Tensor, num_columns: int | None = None, pad: int = 4) -> PIL.Image.Image:
-    """(N, C, H, W) in [0, 1] -> one grid image, every tile enlarged by an integer factor, on dark gutters."""
-    scale = max(1, math.ceil(TILE_PIXELS / max(images.shape[-2:])))
-    return image_grid(images * 2 - 1, num_columns, pad=pad, scale=scale, background=24 / 127.5 - 1)
+    """(N, C, H, W) in [0, 1] -> one grid image (`plotting.samples_picture`), every tile enlarged by a whole factor
+    to at least TILE_PIXELS, on dark gutters."""
+    columns = num_columns or math.ceil(math.sqrt(images.shape[0]))
+    return samples_picture(
+        images * 2 - 1, num_columns=columns, min_side=TILE_PIXELS * columns, background=24 / 127.5 - 1, pad=pad
+    )
 
 
 def _latent_plot(latents: torch.Tensor, refined: torch.Tensor | None) -> PIL.Image.Image:
@@ -188,35 +191,10 @@ class SpaceHandlers:
         return self.pipe.decode(latents, output_type="pt")
 
     def _plot_vectors(self, samples: torch.Tensor, title: str, as_path: bool = False) -> PIL.Image.Image:
-        """Samples over the true modes (2-D), or, in more dimensions, a histogram of each sample's mean coordinate."""
-        points = samples.float().cpu().numpy()
-        # 6 in at 100 dpi: ~550 px once trimmed, so that the modes and the legend stay readable at full width
-        fig = Figure(figsize=(6.0, 6.0) if points.shape[1] == 2 else (6.4, 3.4), dpi=100)
-        ax = fig.add_subplot()
-        means = self.mixture.means.numpy() if self.mixture is not None else None
-        if points.shape[1] == 2:
-            label = "frames A → B" if as_path else "samples"
-            ax.scatter(points[:, 0], points[:, 1], s=10, alpha=0.55, color="#10b981", linewidths=0, label=label)
-            if as_path:
-                ax.plot(points[:, 0], points[:, 1], "-", color="#10b981", lw=1.2)
-                for end, (x, y) in (("A", points[0]), ("B", points[-1])):
-                    ax.annotate(end, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
-            if means is not None:
-                ax.scatter(means[:, 0], means[:, 1], marker="x", s=60, color="#dc2626", label="true modes")
-                span = np.abs(means).max() * 1.3 + 0.3
-                ax.set_xlim(-span, span)
-                ax.set_ylim(-span, span)
-            ax.set_aspect("equal")
-            ax.legend(loc="upper right", fontsize=8, frameon=True)
-        else:
-            ax.hist(points.mean(axis=1), bins=60, color="#10b981")
-            if means is not None:
-                for level in means.mean(axis=1):
-                    ax.axvline(level, color="#dc2626", lw=0.8, ls="--")
-            ax.set_xlabel("mean coordinate of each sample (dashed: true modes)", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.tick_params(labelsize=8)
-        return _figure_to_image(fig)
+        """Samples over the true modes (2-D), or, in more dimensions, a histogram of each sample's mean coordinate:
+        the package's one picture of samples (`plotting.samples_picture`)."""
+        name = self.mixture.name if self.mixture is not None else None
+        return samples_picture(samples.float().cpu(), name, title, as_path=as_path)
 
     # ------------------------------------------------------------------ endpoints
 

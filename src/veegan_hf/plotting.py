@@ -1,5 +1,6 @@
-"""Figures: sample grids for images, scatter plots over the true modes for 2-D data, and the model card's sample image.
-matplotlib is imported lazily, and never through pyplot."""
+"""Pictures of samples for people, chosen in one place (`samples_picture`): a grid for images, a scatter over the true
+modes for 2-D data, a histogram of each sample's mean coordinate for more dimensions; and the model card's sample
+image. matplotlib is imported lazily, and never through pyplot."""
 
 import logging
 import math
@@ -97,6 +98,74 @@ def scatter_over_modes(
     return ax.figure
 
 
+def _figure_image(figure) -> PIL.Image.Image:
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    buffer.seek(0)
+    return PIL.Image.open(buffer).convert("RGB")
+
+
+def samples_picture(
+    samples: torch.Tensor,
+    dataset_name: str | None = None,
+    title: str = "",
+    num_columns: int | None = None,
+    min_side: int = 0,
+    background: float = -1.0,
+    pad: int = 2,
+    as_path: bool = False,
+    size_inches: float = 6.0,
+) -> PIL.Image.Image:
+    r"""
+    How the package shows samples to people, whoever asks (a training run, the model card, the benchmarks, the Space).
+
+    Args:
+        samples (`torch.Tensor`): `(N, C, H, W)` images in [-1, 1], or `(N, data_dim)` vectors.
+        dataset_name (`str`, *optional*): a built-in mixture adds its true modes to a vector picture.
+        title (`str`, *optional*): the title of a vector picture.
+        num_columns (`int`, *optional*): grid columns (images); defaults to the smallest square that fits.
+        min_side (`int`, *optional*, defaults to 0): images are enlarged by a whole factor until the grid is at least
+            this many pixels wide, so that 28-px digits stay readable.
+        background (`float`, *optional*, defaults to -1.0): the grid's gutter value in [-1, 1].
+        pad (`int`, *optional*, defaults to 2): the gutter width in output pixels.
+        as_path (`bool`, *optional*, defaults to `False`): 2-D points in order (an interpolation), joined by a line.
+        size_inches (`float`, *optional*, defaults to 6.0): the side of a vector picture, at 100 dpi.
+
+    Returns:
+        `PIL.Image.Image`: a grid for images; for 2-D vectors a scatter over the true modes; for more dimensions a
+        histogram of each sample's mean coordinate (the 1200-D mixture's modes differ in that mean).
+    """
+    if samples.ndim == 4:
+        columns = num_columns or int(np.ceil(np.sqrt(samples.shape[0])))
+        scale = max(1, math.ceil(min_side / (columns * samples.shape[-1]))) if min_side else 1
+        return image_grid(samples, num_columns=columns, scale=scale, background=background, pad=pad)
+    from matplotlib.figure import Figure
+
+    means = _mixture_means(dataset_name, any_dim=True)
+    if samples.shape[1] == 2:
+        figure = scatter_over_modes(samples, means, title=title, size_inches=size_inches)
+        if as_path:
+            points = samples.float().cpu().numpy()
+            axis = figure.axes[0]
+            axis.plot(points[:, 0], points[:, 1], "-", lw=1.2, color="#1f77b4")
+            for end, (x, y) in (("A", points[0]), ("B", points[-1])):
+                axis.annotate(end, (x, y), xytext=(5, 5), textcoords="offset points", fontsize=10, weight="bold")
+        return _figure_image(figure)
+    figure = Figure(figsize=(size_inches, size_inches * 0.55), dpi=100)
+    axis = figure.add_subplot()
+    axis.hist(samples.float().mean(dim=1).cpu().numpy(), bins=60, color="#1f77b4")
+    if means is not None:
+        for level in means.float().mean(dim=1).tolist():
+            axis.axvline(level, color="#d62728", lw=0.8, ls="--")
+    axis.set_xlabel(
+        "mean coordinate of each sample" + (" (dashed: true modes)" if means is not None else ""), fontsize=8
+    )
+    axis.set_title(title, fontsize=9)
+    return _figure_image(figure)
+
+
 # the card's sample image: a grid of 64 for image models, 2,500 points (the 2-D protocol's count) for 2-D ones
 GRID_COLUMNS = 8
 GRID_SAMPLES = GRID_COLUMNS * GRID_COLUMNS
@@ -131,13 +200,8 @@ def save_samples_image(pipeline: "VEEGAN", save_directory: str | Path, dataset_n
         logger.warning("samples.png was not written: %s", err)
         path.unlink(missing_ok=True)
         return None
-    if is_image:
-        size = pipeline.generator.config.image_size
-        scale = max(1, math.ceil(GRID_MIN_WIDTH / (GRID_COLUMNS * size)))
-        image_grid(samples, num_columns=GRID_COLUMNS, scale=scale).save(path)
-        return path
     title = f"{samples.shape[0]:,} samples (seed 0)"
-    scatter_over_modes(samples, _mixture_means(dataset_name), title=title, path=path, size_inches=6.0)
+    samples_picture(samples, dataset_name, title, num_columns=GRID_COLUMNS, min_side=GRID_MIN_WIDTH).save(path)
     return path
 
 
@@ -146,9 +210,10 @@ def is_2d_mixture(dataset_name: str | None) -> bool:
     return spec is not None and spec.kind == "mixture" and spec.data_dim == 2
 
 
-def _mixture_means(dataset_name: str | None) -> Any:
-    """The true means of a built-in 2-D mixture, else None."""
-    if not is_2d_mixture(dataset_name):
+def _mixture_means(dataset_name: str | None, any_dim: bool = False) -> Any:
+    """The true means of a built-in 2-D mixture (of any built-in mixture with `any_dim`), else None."""
+    spec = BUILTIN_DATASETS.get(str(dataset_name)) if dataset_name else None
+    if spec is None or spec.kind != "mixture" or (not any_dim and spec.data_dim != 2):
         return None
     from .data import get_mixture
 

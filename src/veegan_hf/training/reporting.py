@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS, get_mixture
 from ..evaluation import draw_samples, evaluate
 from ..pipeline_veegan import VEEGAN
 from .config import TrainingConfig
@@ -31,20 +30,16 @@ def progress_bar(accelerator, first_step: int, total: int):
 
 
 def sample_figure(pipe: VEEGAN, config: TrainingConfig, title: str, metrics: dict[str, Any]):
-    """The figure a run saves: an 8x8 image grid large enough to read, or a scatter over the true modes (2-D)."""
-    from ..plotting import image_grid, scatter_over_modes
+    """The picture a run saves (`plotting.samples_picture`): an 8x8 image grid large enough to read, or the vectors
+    over the true modes."""
+    from ..plotting import samples_picture
 
-    if pipe.is_image_model:
-        size = pipe.generator.config.image_size * GRID_COLUMNS
-        scale = max(1, -(-GRID_MIN_SIDE // size))  # ceil
-        return image_grid(draw_samples(pipe, GRID_SAMPLES, seed=config.seed), num_columns=GRID_COLUMNS, scale=scale)
-    name = config.dataset_name
-    spec = BUILTIN_DATASETS.get(name)
-    samples = draw_samples(pipe, spec.num_eval_samples if spec else 2500, seed=config.seed)
-    means = get_mixture(name).means if spec is not None and spec.kind == "mixture" else None
-    if metrics:
+    spec = config.builtin_spec
+    count = GRID_SAMPLES if pipe.is_image_model else (spec.num_eval_samples if spec else 2500)
+    samples = draw_samples(pipe, count, seed=config.seed)
+    if metrics and "hq_percent" in metrics:
         title += f"\n{metrics['modes_captured']}/{metrics['num_modes']} modes, {metrics['hq_percent']:.1f}% HQ"
-    return scatter_over_modes(samples, means, title=title)
+    return samples_picture(samples, config.dataset_name, title, num_columns=GRID_COLUMNS, min_side=GRID_MIN_SIDE)
 
 
 def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: int, final: bool) -> dict[str, float]:
@@ -58,10 +53,7 @@ def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: in
     metrics = evaluate(pipe, config.dataset_name, num_samples=num, seed=config.seed) if scored else {}
     tag = "final" if final else f"step_{step:06d}"
     figure = sample_figure(pipe, config, f"{config.objective} on {config.dataset_name}, step {step}", metrics)
-    if pipe.is_image_model:
-        figure.save(samples_dir / f"{tag}.png")
-    else:
-        figure.savefig(samples_dir / f"{tag}.png", bbox_inches="tight")
+    figure.save(samples_dir / f"{tag}.png")
     _log_figure(accelerator, figure, step)
     accelerator.log({f"metrics/{k}": v for k, v in metrics.items()}, step=step)
     if metrics and not final:
@@ -74,15 +66,8 @@ def _log_figure(accelerator, figure, step: int) -> None:
 
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
-            if hasattr(figure, "savefig"):
-                tracker.writer.add_figure("samples", figure, step)
-            else:
-                arr = np.asarray(figure)
-                tracker.writer.add_image("samples", arr if arr.ndim == 3 else arr[..., None], step, dataformats="HWC")
-    if hasattr(figure, "savefig"):
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+            arr = np.asarray(figure)
+            tracker.writer.add_image("samples", arr if arr.ndim == 3 else arr[..., None], step, dataformats="HWC")
 
 
 def summary(config: TrainingConfig, metrics: dict[str, Any], pushed_url: str | None = None) -> str:
