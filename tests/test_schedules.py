@@ -8,7 +8,7 @@ from torch import nn
 
 from tests.conftest import same_tensors
 from veegan_hf import train as train_module
-from veegan_hf.training import TrainingConfig, loop, parse_config, schedules
+from veegan_hf.training import TrainingConfig, loop, parse_config, schedules, setup
 from veegan_hf.training.networks import EMA
 
 TINY = ["--hidden_dim", "16", "--discriminator_hidden_dim", "16", "--latent_dim", "4", "--train_batch_size", "32"]
@@ -23,13 +23,13 @@ def _reset_accelerate(fresh_accelerate_state):
 def _lambdas_seen(monkeypatch) -> list[float]:
     """The lambda that each training step's loss reads, in order."""
     seen = []
-    original = loop.compute_losses
+    original = setup.compute_losses
 
     def spy(objective, networks, real, latents, options):
         seen.append(float(options.reconstruction_weight))
         return original(objective, networks, real, latents, options)
 
-    monkeypatch.setattr(loop, "compute_losses", spy)
+    monkeypatch.setattr(setup, "compute_losses", spy)
     return seen
 
 

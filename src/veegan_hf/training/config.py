@@ -14,7 +14,7 @@ from typing import Any
 from ..data import BUILTIN_DATASETS, BuiltinDataset
 from ..layers import ACTIVATIONS, ARCHITECTURES, IMAGE_ARCHITECTURES, IMAGE_SIZES, SIZE_LIMITS
 from ..losses import ADVERSARIAL_LOSSES, DISCRIMINATOR_LOSSES
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, LossOptions
 
 
 class ConfigError(ValueError):
@@ -377,6 +377,29 @@ def _validate_data_options(config: TrainingConfig) -> None:
             raise ConfigError(f"--num_channels {config.num_channels} does not fit {config.dataset_name}.")
         if config.image_column is not None:
             raise ConfigError(f"--image_column applies to Hub or local datasets, not to {config.dataset_name}.")
+
+
+def loss_options(config: TrainingConfig, pack_size: int, reconstruction_weight: Any = None) -> LossOptions:
+    """The options of each step's losses, from the config: what every objective reads (`OBJECTIVES` says which).
+
+    Args:
+        pack_size (`int`): samples (or pairs) D judges at once, as D was built.
+        reconstruction_weight (0-dim `torch.Tensor`, *optional*): lambda as a scheduled device scalar; None for the
+            config's constant lambda.
+    """
+    return LossOptions(
+        noise_std=config.reconstructor_noise_std,
+        reconstruction_weight=config.reconstruction_weight if reconstruction_weight is None else reconstruction_weight,
+        adversarial_loss=config.adversarial_loss,
+        pack_size=pack_size,
+        unrolled_steps=config.unrolled_steps,
+        unrolled_learning_rate=config.discriminator_learning_rate or config.learning_rate,
+        discriminator_loss_form=config.discriminator_loss,
+        r1_weight=config.r1_weight,
+        symmetric_latent_noise=config.symmetric_latent_noise,
+        data_reconstruction_weight=config.data_reconstruction_weight,
+        reconstructor_input_noise=config.reconstructor_input_noise,
+    )
 
 
 def resolved_record(config: TrainingConfig, **derived: Any) -> dict[str, Any]:
