@@ -218,15 +218,20 @@ def main(argv: list[str] | None = None) -> int:
             f"IvOM {m['ivom']:.4f}, D {m['discriminator_parameters']:,} params ({run['train_seconds']:.0f} s)",
             flush=True,
         )
-    # the table holds every logged run of this commit: a later call for one column or row adds to it
-    runs = [r for r in read_log(log).values() if r["commit"] == commit and r["row"] in ROWS]
+    # the table holds every logged run, the newest of each job: a later call for one row or column adds to it, and a
+    # row trained at a later commit (a new option, off by default elsewhere) sits beside the others with its commit
+    newest: dict[str, dict] = {}
+    for record in read_log(log).values():
+        job = json.dumps({k: record[k] for k in IDENTITY if k != "commit"}, sort_keys=True)
+        newest[job] = record
+    runs = [r for r in newest.values() if r["row"] in ROWS]
     rows = [row for row in ROWS if any(r["row"] == row for r in runs)]
     columns = [column for column in COLUMNS if any(r["column"] == column for r in runs)]
     if not runs:
         print("no run finished: nothing to tabulate", file=sys.stderr)
         return 1
     meta = {
-        "commit": commit,
+        "commit": ", ".join(sorted({r["commit"] for r in runs})),
         "cpu": cpu_name(),
         "jobs": args.jobs,
         "seeds": len(seeds),

@@ -204,3 +204,20 @@ def test_r1_and_hinge_reach_the_discriminator_only(objective):
     for name in ("generator", "reconstructor"):
         grads = torch.autograd.grad(penalized.discriminator, list(getattr(pipe, name).parameters()), allow_unused=True)
         assert all(g is None or g.abs().max() == 0 for g in grads), name
+
+
+def test_veegan_on_an_x_only_discriminator_keeps_the_noise_reconstruction():
+    """joint_discriminator=False: D judges x alone (no codes reach it), while G and F still get ||z - F(G(z))||^2."""
+    pipe = make_pipeline("mlp-2d")
+    discriminator = VEEGANDiscriminator(latent_dim=0, data_dim=2, hidden_dim=16)
+    real, latents = torch.randn(6, 2), torch.randn(6, 8)
+    networks = Networks(pipe.generator, pipe.reconstructor, discriminator)
+    losses = veegan_losses(networks, real, latents, LossOptions(joint_discriminator=False))
+    fake = pipe.generator(latents)
+    expected_d = discriminator_loss(discriminator(fake), discriminator(real))
+    assert torch.allclose(losses.discriminator, expected_d)
+    assert torch.allclose(losses.reconstruction, reconstruction_loss(latents, pipe.reconstructor(fake)))
+    reference = discriminator(fake).mean() + reconstruction_loss(latents, pipe.reconstructor(fake))
+    ours = torch.autograd.grad(losses.total, list(pipe.generator.parameters()))
+    expected = torch.autograd.grad(reference, list(pipe.generator.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, expected))

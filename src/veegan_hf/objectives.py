@@ -63,6 +63,8 @@ class LossOptions:
             `veegan` only.
         reconstructor_input_noise (`float`): std of Gaussian noise added to every image or vector F reads in training,
             so that z must survive it: G cannot hide z in variations finer than the noise; `veegan` only.
+        joint_discriminator (`bool`): D judges (z, x) pairs, Algorithm 1; False keeps VEEGAN's noise reconstruction
+            but lets D judge x alone (D must then be built with `latent_dim=0`); `veegan` only.
     """
 
     noise_std: float = 1.0
@@ -76,6 +78,7 @@ class LossOptions:
     symmetric_latent_noise: bool = False
     data_reconstruction_weight: float = 0.0
     reconstructor_input_noise: float = 0.0
+    joint_discriminator: bool = True
 
 
 class Networks(NamedTuple):
@@ -214,9 +217,9 @@ def veegan_losses(
     fake_codes = _noisy(latents, o.noise_std) if o.symmetric_latent_noise else latents  # (batch, latent_dim)
     fake_z, real_z = pack(fake_codes, pack_size), pack(real_latents, pack_size)
     num = fake_x.shape[0]
-    d_loss, logits = _discriminate(
-        discriminator, (fake_x, fake_z), (real_x, real_z), o.discriminator_loss_form, o.r1_weight
-    )  # logits: (2 * num,)
+    # D's inputs per side: the pair (x, z), or x alone when D does not read codes
+    fake_in, real_in = ((fake_x, fake_z), (real_x, real_z)) if o.joint_discriminator else ((fake_x,), (real_x,))
+    d_loss, logits = _discriminate(discriminator, fake_in, real_in, o.discriminator_loss_form, o.r1_weight)
 
     reconstruction = reconstruction_loss(latents, reconstructed_latents)
     cycle = 0.0
@@ -226,7 +229,8 @@ def veegan_losses(
 
     def generator_terms() -> torch.Tensor:
         # G's view of D (its weights when called), held fixed: line 11 trains gamma only.
-        fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), fake_z)  # (num,)
+        codes = (fake_z,) if o.joint_discriminator else ()
+        fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), *codes)  # (num,)
         # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
         return generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss) + cycle
 
@@ -352,6 +356,7 @@ OBJECTIVES: dict[str, Objective] = {
             "symmetric_latent_noise",
             "data_reconstruction_weight",
             "reconstructor_input_noise",
+            "joint_discriminator",
         ),
     ),
     "gan": Objective(gan_losses, joint=False, pack_option=None, compiles=True, options=_D_OPTIONS),

@@ -48,6 +48,7 @@ ARCHITECTURE_OPTIONS = (
     "discriminator_base_channels",
     "reconstructor_base_channels",
     "discriminator_marginal_head",
+    "discriminator_reads_latents",
     "discriminator_spectral_norm",
     "extra_noise_dim",
     "activation",

@@ -54,6 +54,7 @@ class TrainingConfig:
     reconstructor_noise_std: float = 1.0  # p_theta(z|x) = N(F(x), s^2 I): the noise that keeps D from reading z alone
     symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
     reconstructor_input_noise: float = 0.0  # veegan: F reads x + N(0, s^2 I) in training, so z survives coarse noise
+    discriminator_reads_latents: bool = True  # veegan: D judges (z, x) pairs; false: x alone, with the z reconstruction
     reconstructor_base_channels: int | None = None  # F's conv width; None: base_channels (F mirrors G)
     activation: str = "relu"  # G and F hidden activation
     # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never. Per-process statistics under DDP, and
@@ -152,6 +153,11 @@ OBJECTIVE_SPECIFIC = {
         "data_reconstruction_weight",
         "--data_reconstruction_weight {value} weighs VEEGAN's x-space cycle term; --objective {objective} has no "
         "reconstruction term. Drop the option.",
+    ),
+    "discriminator_reads_latents": (
+        "joint_discriminator",
+        "--discriminator_reads_latents {value} chooses what VEEGAN's D judges; --objective {objective} fixes it "
+        "(ali needs its pairs, the GAN family reads x alone). Drop the option.",
     ),
     "reconstructor_input_noise": (
         "reconstructor_input_noise",
@@ -291,7 +297,7 @@ def validate(config: TrainingConfig) -> None:
             f"--train_batch_size {config.train_batch_size} is not a multiple of --{option} {size}: D judges whole "
             "packs."
         )
-    if config.discriminator_marginal_head and not objective.joint:
+    if config.discriminator_marginal_head and not (objective.joint and config.discriminator_reads_latents):
         raise ConfigError(
             f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
             "judges x alone. Use --objective veegan or ali, or drop the option."
@@ -399,6 +405,7 @@ def loss_options(config: TrainingConfig, pack_size: int, reconstruction_weight: 
         symmetric_latent_noise=config.symmetric_latent_noise,
         data_reconstruction_weight=config.data_reconstruction_weight,
         reconstructor_input_noise=config.reconstructor_input_noise,
+        joint_discriminator=config.discriminator_reads_latents,
     )
 
 

@@ -40,7 +40,9 @@ def build_networks(config: TrainingConfig) -> tuple[VEEGANGenerator, VEEGANRecon
     discriminator = VEEGANDiscriminator(
         **{
             **shape,
-            "latent_dim": config.latent_dim if OBJECTIVES[config.objective].joint else 0,
+            "latent_dim": config.latent_dim
+            if OBJECTIVES[config.objective].joint and config.discriminator_reads_latents
+            else 0,
             "base_channels": config.discriminator_base_channels or config.base_channels,
         },
         hidden_dim=config.discriminator_hidden_dim,
