@@ -178,3 +178,41 @@ def test_a_resume_onto_other_data_is_refused_and_segments_are_recorded(tmp_path,
     capsys.readouterr()
     assert run(*other, "--output_dir", str(out)) == 1
     assert "checkpoint-60 was trained on 'grid', and this run asks for 'ring'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (
+            lambda ckpt: (ckpt / "model_1.safetensors").write_bytes((ckpt / "model_1.safetensors").read_bytes()[:200]),
+            "model_1.safetensors is truncated or corrupt",
+        ),
+        (
+            lambda ckpt: (ckpt / "optimizer.bin").write_bytes((ckpt / "optimizer.bin").read_bytes()[:300]),
+            "optimizer.bin is truncated or corrupt",
+        ),
+        (lambda ckpt: (ckpt / "scheduler.json").unlink(), "scheduler.json is missing"),
+    ],
+    ids=["truncated-weights", "truncated-optimizer", "missing-file"],
+)
+def test_latest_skips_a_damaged_newest_checkpoint_and_an_explicit_path_names_the_file(
+    tmp_path, caplog, capsys, damage, named
+):
+    """A crash of the machine can leave the newest checkpoint with a file that never reached the disk: `latest`
+    resumes from the newest complete one and says which it skipped and why; naming the damaged one fails."""
+    out = tmp_path / "o"
+    common = ("--dataset_name", "grid", "--checkpointing_steps", "10", "--checkpoints_total_limit", "3")
+    assert run(*common, "--max_train_steps", "30", "--output_dir", str(out)) == 0
+    damage(out / "checkpoint-30")
+    with caplog.at_level("WARNING"):
+        assert (
+            run(*common, "--max_train_steps", "40", "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
+        )
+    assert f"skipping checkpoint-30: {named}" in caplog.text and "resuming from checkpoint-20" in caplog.text
+    record = json.loads((out / "training_config.json").read_text())
+    assert record["segments"][-1]["from_step"] == 20
+    damage(out / "checkpoint-20")
+    explicit = ("--max_train_steps", "50", "--resume_from_checkpoint", str(out / "checkpoint-20"))
+    capsys.readouterr()
+    assert run(*common, *explicit, "--output_dir", str(out)) == 1
+    assert f"checkpoint-20: {named}" in capsys.readouterr().err

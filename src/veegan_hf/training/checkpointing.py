@@ -135,8 +135,51 @@ class OutputLock:
             self.handle.close()
 
 
+# what Accelerate's save_state and save_extra_state write for one process: all of it must load to resume
+CHECKPOINT_FILES = (
+    "model.safetensors",
+    "model_1.safetensors",
+    "model_2.safetensors",
+    "optimizer.bin",
+    "scheduler.json",
+)
+
+
+def checkpoint_problem(path: Path, use_ema: bool) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed (a missing, truncated or corrupt file, named), or None.
+
+    Weights are read whole from their safetensors; the optimizer's and the RNG's torch files are zip archives whose
+    CRCs are checked without unpickling anything."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    names = [*CHECKPOINT_FILES, RECORD_NAME, *(["ema.safetensors"] if use_ema else [])]
+    names += sorted(p.name for p in path.glob("random_states_*.pkl")) or ["random_states_0.pkl"]
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(str(file), framework="pt") as handle:
+                    for key in handle.keys():  # noqa: SIM118  (a safetensors handle is not iterable)
+                        handle.get_tensor(key)
+            elif name.endswith((".bin", ".pkl")):
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    return f"{name} is corrupt (a bad CRC in {bad})"
+            else:
+                json.loads(file.read_text())
+        except Exception as err:  # safetensors, zipfile and json each raise their own types for a damaged file
+            return f"{name} is truncated or corrupt ({type(err).__name__}: {str(err)[:120]})"
+    return None
+
+
 def resolve_resume(config: TrainingConfig) -> Path | None:
-    """The checkpoint to resume from, checked to fit this run; None to start fresh."""
+    """The checkpoint to resume from, checked to fit this run; None to start fresh. `latest` skips damaged newest
+    checkpoints (a crash of the machine can leave one whose files never reached the disk) and says so."""
     if not config.resume_from_checkpoint:
         return None
     output_dir = Path(config.output_dir)
@@ -147,7 +190,20 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
                 "--resume_from_checkpoint latest: %s holds no checkpoint yet; starting from step 0", output_dir
             )
             return None
-        path = checkpoints[-1]
+        skipped = []
+        for path in reversed(checkpoints):
+            problem = checkpoint_problem(path, config.use_ema)
+            if problem is None:
+                break
+            skipped.append(f"{path.name} ({problem})")
+            logger.warning("--resume_from_checkpoint latest: skipping %s: %s", path.name, problem)
+        else:
+            raise ConfigError(
+                f"--resume_from_checkpoint latest: no checkpoint in {output_dir} can be resumed: {'; '.join(skipped)}. "
+                "Start a new run (--overwrite_output_dir) or restore a checkpoint from a backup."
+            )
+        if skipped:
+            logger.warning("--resume_from_checkpoint latest: resuming from %s", path.name)
     else:
         path = Path(config.resume_from_checkpoint)
         if not path.is_dir() and (output_dir / path).is_dir():
@@ -156,6 +212,12 @@ def resolve_resume(config: TrainingConfig) -> Path | None:
             raise ConfigError(
                 f"--resume_from_checkpoint {config.resume_from_checkpoint!r} is not a checkpoint-N folder; found "
                 f"{[p.name for p in list_checkpoints(output_dir)]}. Use 'latest' to pick the newest."
+            )
+        problem = checkpoint_problem(path, config.use_ema)
+        if problem is not None:
+            raise ConfigError(
+                f"--resume_from_checkpoint {path}: {problem}. Resume from an earlier checkpoint, or pass 'latest' to "
+                "take the newest one that loads."
             )
     step = checkpoint_step(path)
     if step > config.max_train_steps:
@@ -235,9 +297,11 @@ def save_checkpoint(
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
         export(partial)
+        _fsync_tree(partial)  # on disk before it is named: a crash of the machine cannot leave a hollow checkpoint-N
         if final.exists():
             _delete_checkpoint(final)
         os.replace(partial, final)
+        _fsync_tree(output_dir, files=False)  # the rename itself, in the parent folder's entry
         logger.info("saved %s", final)
         if limit is not None:
             for old in list_checkpoints(output_dir)[:-limit]:
@@ -246,6 +310,22 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _fsync_tree(folder: Path, files: bool = True) -> None:
+    """Flushes every file and folder below `folder` to the disk (with `files`), and `folder` itself."""
+    paths = [*folder.rglob("*"), folder] if files else [folder]
+    for path in paths:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(descriptor)
+        except OSError:  # some file systems refuse fsync on folders: the files are what matter
+            pass
+        finally:
+            os.close(descriptor)
 
 
 def _delete_checkpoint(folder: Path) -> None:
