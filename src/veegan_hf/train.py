@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from .training import ConfigError, NonFiniteLossError, TrainingConfig, parse_config, train
+from .training import ConfigError, DiskFullError, NonFiniteLossError, TrainingConfig, parse_config, train
 from .training.arguments import wants_print_config
 
 _SILENT_RANK_WAIT_S = 60.0  # at most; see main()
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print_config([a for a in (sys.argv[1:] if argv is None else argv) if a != "--print_config"])
     try:
         train(_launcher_threads(parse_config(argv)))
-    except (ValueError, TypeError, NonFiniteLossError) as err:  # ConfigError and the package's input errors
+    except (ValueError, TypeError, NonFiniteLossError, DiskFullError) as err:  # ConfigError and input errors too
         # one line, once: only rank 0 speaks, and `accelerate launch` prints its own traceback after a non-zero exit
         if rank == 0 or not isinstance(err, ConfigError):
             print(f"error: {err}", file=sys.stderr, flush=True)

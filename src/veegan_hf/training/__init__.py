@@ -6,11 +6,13 @@ Everything that drives Accelerate lives here (benchmarks call `reset_accelerate_
 """
 
 from .arguments import load_preset, parse_config, preset_names
+from .checkpointing import DiskFullError
 from .config import ConfigError, TrainingConfig
 from .loop import NonFiniteLossError, TrainResult, reset_accelerate_state, train
 
 __all__ = [
     "ConfigError",
+    "DiskFullError",
     "NonFiniteLossError",
     "TrainResult",
     "TrainingConfig",

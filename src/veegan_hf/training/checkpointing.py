@@ -6,11 +6,13 @@ folder, so a second job cannot write into the same folder. Resuming checks that 
 the same architecture and objective, and names the option that differs.
 """
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,19 +287,83 @@ def load_extra_state(folder: Path, scheduler, ema) -> None:
         ema.load_state_dict(load_file(folder / "ema.safetensors"))
 
 
+class DiskFullError(RuntimeError):
+    """A write failed for want of space (or over a file-size limit); the message names the folder, about how much
+    space was needed, and the checkpoint that survives."""
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# how the writers below report a full disk when they do not raise OSError (safetensors' Rust errors, PIL, zipfile)
+_FULL_WORDS = ("no space left on device", "file too large", "disk quota exceeded", "storagefull", "filetoolarge")
+# torch.save's zip writer loses the errno of a short write and reports where it stopped instead
+_TORCH_SHORT_WRITE = ("unexpected pos", "failed writing file")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Is `err` (or what caused it) a full disk, a quota or a file-size limit?"""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
+            return True
+        text = str(err).lower()
+        if any(word in text for word in _FULL_WORDS):
+            return True
+        if isinstance(err, RuntimeError) and any(word in text for word in _TORCH_SHORT_WRITE):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def disk_full_error(
+    folder: Path, what: str, needed_bytes: int, last_checkpoint: str | None, err: BaseException
+) -> DiskFullError:
+    kept = (
+        f"The last complete checkpoint, {last_checkpoint}, is intact"
+        if last_checkpoint
+        else "No checkpoint was saved yet"
+    )
+    return DiskFullError(
+        f"the disk is full: writing {what} in {folder} failed ({type(err).__name__}: {str(err)[:160]}); it needs "
+        f"about {max(1, round(needed_bytes / 2**20))} MB more. {kept}: free space, then continue with "
+        "--resume_from_checkpoint latest."
+    )
+
+
+@contextlib.contextmanager
+def disk_full_guard(folder: Path, what: str, needed_bytes: int, last_checkpoint: str | None) -> Iterator[None]:
+    """Turns a full disk while writing `what` into one `DiskFullError` that says what to do; other errors pass."""
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error(folder, what, needed_bytes, last_checkpoint, err) from None
+
+
 def save_checkpoint(
     accelerator, output_dir: Path, step: int, limit: int | None, export: Callable[[Path], None]
 ) -> Path:
-    """`save_state` into a temporary folder, then one atomic rename: a kill leaves the previous checkpoint intact."""
+    """`save_state` into a temporary folder, then one atomic rename: a kill leaves the previous checkpoint intact,
+    and so does a full disk (the partial folder is removed, and the error says how much space the save needs)."""
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     partial = output_dir / f".{CHECKPOINT_PREFIX}{step}.partial"
-    if accelerator.is_main_process and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    previous = list_checkpoints(output_dir)
+    needed = folder_bytes(previous[-1]) if previous else 0
+    try:
+        _save_checkpoint_files(accelerator, partial, export)
+    except BaseException as err:
+        if accelerator.is_main_process:
+            needed = max(needed, folder_bytes(partial))
+            shutil.rmtree(partial, ignore_errors=True)  # its space back; the previous checkpoint is untouched
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(
+                output_dir, final.name, needed, previous[-1].name if previous else None, err
+            ) from None
+        raise
     if accelerator.is_main_process:
-        export(partial)
-        _fsync_tree(partial)  # on disk before it is named: a crash of the machine cannot leave a hollow checkpoint-N
         if final.exists():
             _delete_checkpoint(final)
         os.replace(partial, final)
@@ -310,6 +376,16 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _save_checkpoint_files(accelerator, partial: Path, export: Callable[[Path], None]) -> None:
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        export(partial)
+        _fsync_tree(partial)  # on disk before it is named: a crash of the machine cannot leave a hollow checkpoint-N
 
 
 def _fsync_tree(folder: Path, files: bool = True) -> None:

@@ -176,7 +176,9 @@ def _after_step(run: Run, step: int, losses: StepLosses) -> bool:
     validating = config.validation_steps and step % config.validation_steps == 0 and step < config.max_train_steps
     if validating and accelerator.is_main_process:
         validation_start = time.perf_counter()
-        scores = reporting.validate_and_log(accelerator, run.export_pipeline(), config, step, final=False)
+        where = run.output_dir / "samples"
+        with checkpointing.disk_full_guard(where, f"the samples of step {step}", 2**20, run.last_checkpoint):
+            scores = reporting.validate_and_log(accelerator, run.export_pipeline(), config, step, final=False)
         train_seconds = validation_start - run.start_time - run.validation_seconds
         run.history.append({"step": step, "train_seconds": round(train_seconds, 3), **scores})
         run.validation_seconds += time.perf_counter() - validation_start
@@ -255,7 +257,10 @@ def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
         "skipped_images": source.skipped_images,
     }
     if config.checkpointing_steps:
-        checkpointing.save_checkpoint(accelerator, run.output_dir, step, config.checkpoints_total_limit, run.export_to)
+        saved = checkpointing.save_checkpoint(
+            accelerator, run.output_dir, step, config.checkpoints_total_limit, run.export_to
+        )
+        run.last_checkpoint = saved.name
 
     times = run.step_end_times
     warmup = min(WARMUP_STEPS, max(0, len(times) - 1))  # short runs: all but the last step warm up
@@ -263,41 +268,49 @@ def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
     timed_steps = len(times) - warmup
     steps_per_second = timed_steps / (times[-1] - timed_from) if timed_steps > 0 else 0.0
     metrics: dict[str, Any] = {}
-    pipe, pushed = None, None
+    pipe = None
     if accelerator.is_main_process:
         pipe = run.export_pipeline()
-        metrics = reporting.validate_and_log(accelerator, pipe, config, step, final=True)
-        metrics.update(
-            {
-                "train/steps": step,
-                "train/max_train_steps": config.max_train_steps,
-                "train/stop_reason": run.record["run"]["stop_reason"],
-                "train/num_training_images": source.num_images,
-                "train/wall_seconds": wall_seconds,
-                "train/validation_seconds": round(run.validation_seconds, 2),  # within the wall time
-                "train/steps_per_second": steps_per_second,
-                "train/samples_per_second": steps_per_second * run.effective_batch,
-                "train/num_processes": accelerator.num_processes,
-                "train/stopped_by_time": run.stopped_by_time,
-                "train/skipped_images": source.skipped_images,
-                **(
-                    {"train/loss_scale_min": min(run.scales), "train/loss_scale_max": max(run.scales)}
-                    if run.scales
-                    else {}
-                ),
-            }
-        )
-        checkpointing.write_json_atomic(run.output_dir / "metrics.json", metrics)
-        checkpointing.write_json_atomic(run.output_dir / checkpointing.RECORD_NAME, run.record)  # with the outcome
-        scores = {k: v for k, v in metrics.items() if "/" not in k}
-        card = dict(dataset_name=config.data_source, metrics=scores, training_config=run.record)
-        pipe.save_pretrained(run.output_dir, **card)
-        if config.push_to_hub:
-            pushed = pipe.push_to_hub(config.hub_model_id, token=config.hub_token, **card)
-        logger.info("%s", reporting.summary(config, metrics, pushed))
+        # G, F and D's weights, the samples and the card: about what the export writes
+        size = sum(p.numel() * p.element_size() for net in run.raw.values() for p in net.parameters()) + 2**20
+        with checkpointing.disk_full_guard(run.output_dir, "the final pipeline and card", size, run.last_checkpoint):
+            metrics = _export(run, pipe, step, steps_per_second, wall_seconds)
     accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
     accelerator.end_training()
     return TrainResult(pipe, metrics, config, run.step_end_times, loop_start, loop_start - run.setup_start, run.history)
+
+
+def _export(run: Run, pipe: VEEGAN, step: int, steps_per_second: float, wall_seconds: float) -> dict[str, Any]:
+    """The final evaluation, `metrics.json`, the record, the pipeline with its card, and the push: the main process."""
+    config, accelerator, source = run.config, run.accelerator, run.source
+    metrics = reporting.validate_and_log(accelerator, pipe, config, step, final=True)
+    scales = {"train/loss_scale_min": min(run.scales), "train/loss_scale_max": max(run.scales)} if run.scales else {}
+    metrics.update(
+        {
+            "train/steps": step,
+            "train/max_train_steps": config.max_train_steps,
+            "train/stop_reason": run.record["run"]["stop_reason"],
+            "train/num_training_images": source.num_images,
+            "train/wall_seconds": wall_seconds,
+            "train/validation_seconds": round(run.validation_seconds, 2),  # within the wall time
+            "train/steps_per_second": steps_per_second,
+            "train/samples_per_second": steps_per_second * run.effective_batch,
+            "train/num_processes": accelerator.num_processes,
+            "train/stopped_by_time": run.stopped_by_time,
+            "train/skipped_images": source.skipped_images,
+            **scales,
+        }
+    )
+    checkpointing.write_json_atomic(run.output_dir / "metrics.json", metrics)
+    checkpointing.write_json_atomic(run.output_dir / checkpointing.RECORD_NAME, run.record)  # with the outcome
+    scores = {k: v for k, v in metrics.items() if "/" not in k}
+    card = dict(dataset_name=config.data_source, metrics=scores, training_config=run.record)
+    pipe.save_pretrained(run.output_dir, **card)
+    pushed = None
+    if config.push_to_hub:
+        pushed = pipe.push_to_hub(config.hub_model_id, token=config.hub_token, **card)
+    logger.info("%s", reporting.summary(config, metrics, pushed))
+    return metrics
 
 
 def _out_of_time(accelerator, start_time: float, config: TrainingConfig) -> bool:

@@ -1,0 +1,99 @@
+"""Faults of the world around a run: a disk that fills during a checkpoint, a sample grid or the final export. The run
+stops with one line that names the folder and the space needed, the last complete checkpoint and the output lock
+survive, and a resume after space is freed continues bit for bit."""
+
+import errno
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import same_tensors
+from tests.training_helpers import TINY, TRAIN, run, subprocess_env, weights
+from veegan_hf.training import checkpointing
+from veegan_hf.training.checkpointing import checkpoint_problem
+
+COMMON = ("--dataset_name", "grid", "--checkpointing_steps", "10", "--max_train_steps", "30", "--use_ema", "false")
+
+
+@pytest.fixture(autouse=True)
+def _reset_accelerate(fresh_accelerate_state):
+    """Every test here trains in-process."""
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """The script's `error:` lines (a progress bar may share their line, as tqdm writes without a newline)."""
+    return [line[line.index("error: ") :] for line in stderr.splitlines() if "error: " in line]
+
+
+def _fail_on_call(monkeypatch, module, name: str, call: int, error: OSError) -> None:
+    """Makes `module.name` raise `error` on its `call`-th call (1-based), as a write would on a full disk."""
+    original, calls = getattr(module, name), []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, flaky)
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_the_resume_is_exact(tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "reference"
+    assert run(*COMMON, "--output_dir", str(reference)) == 0
+    out = tmp_path / "o"
+    _fail_on_call(
+        monkeypatch, checkpointing, "_save_checkpoint_files", 2, OSError(errno.ENOSPC, "No space left on device")
+    )
+    capsys.readouterr()
+    assert run(*COMMON, "--output_dir", str(out)) == 1
+    error = _error_lines(capsys.readouterr().err)
+    assert len(error) == 1 and error[0].startswith("error: the disk is full: writing checkpoint-20 in ")
+    assert str(out) in error[0] and "MB more" in error[0] and "checkpoint-10, is intact" in error[0]
+    assert [p.name for p in checkpointing.list_checkpoints(out)] == ["checkpoint-10"]
+    assert checkpoint_problem(out / "checkpoint-10", use_ema=False) is None
+    assert not list(out.glob(".checkpoint-*")) and not (out / checkpointing.LOCK_NAME).exists()  # lock released
+    monkeypatch.undo()  # space freed
+    assert run(*COMMON, "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
+    assert same_tensors(weights(out), weights(reference))
+
+
+@pytest.mark.parametrize("where", ["samples", "export"])
+def test_a_full_disk_while_writing_samples_or_the_final_pipeline_is_one_line(tmp_path, monkeypatch, capsys, where):
+    from veegan_hf.training import reporting
+
+    if where == "samples":  # the grid of a mid-run validation
+        _fail_on_call(monkeypatch, reporting, "validate_and_log", 1, OSError(errno.ENOSPC, "No space left on device"))
+        flags, named = ("--validation_steps", "15"), "writing the samples of step 15 in "
+    else:  # the final pipeline's safetensors, as safetensors reports a full disk (not an OSError)
+        from veegan_hf.pipeline_veegan import VEEGAN
+
+        error = RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+        _fail_on_call(monkeypatch, VEEGAN, "save_pretrained", 1, error)
+        flags, named = ("--validation_steps", "1000", "--checkpointing_steps", "none"), "the final pipeline and card"
+    out = tmp_path / "o"
+    capsys.readouterr()
+    assert run(*COMMON, *flags, "--output_dir", str(out)) == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and named in lines[0] and "--resume_from_checkpoint latest" in lines[0]
+    assert not (out / checkpointing.LOCK_NAME).exists()
+
+
+def test_a_file_size_limit_stops_the_run_with_one_line(tmp_path):
+    """A real write refused by the kernel: RLIMIT_FSIZE below the optimizer state's size makes its write fail with
+    EFBIG (SIGXFSZ ignored), in a separate process, as a full disk would."""
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, TRAIN, *TINY, *COMMON, "--hidden_dim", "128", "--output_dir", str(out)]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=240, preexec_fn=limit)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1 and "the disk is full: writing checkpoint-10 in" in errors[0], result.stderr[-2000:]
+    assert not list(out.glob(".checkpoint-*")) and not (out / checkpointing.LOCK_NAME).exists()
