@@ -206,54 +206,19 @@ def coverage_report(
 
     labeller = Labeller(data, real_features, extractor)
     reconstruction_labels = labeller(reconstructed)
-    mode_metrics: dict[str, float] = {}
-    if data.builtin is not None:  # the package's evaluation protocol: 10,000 digits, 26,000 triples, 2,500 points
-        protocol = draw_samples(pipe, BUILTIN_DATASETS[data.builtin].num_eval_samples, seed=seed)  # as `evaluate`
-        generated_labels = labeller(protocol)
-        if data.labeller == "mixture":
-            mixture = get_mixture(data.builtin)
-            mode_metrics, data_row = mixture_metrics_for(protocol, mixture), mixture_metrics_for(data.baseline, mixture)
-        else:
-            mode_metrics = stacked_mnist_metrics(generated_labels, num_modes=data.num_modes)
-            data_row = stacked_mnist_metrics(labeller(data.baseline), num_modes=data.num_modes)
-        mode_metrics = {
-            **{k: float(v) for k, v in mode_metrics.items()},
-            **{f"baseline_{k}": float(v) for k, v in data_row.items() if k not in ("num_modes", "num_samples")},
-        }
-    else:
-        generated_labels = labeller(generated)
+    mode_metrics, generated_labels = _modes(pipe, data, labeller, generated, seed)
     stages.set_postfix_str("refinement"), stages.update()
 
-    refined_errors = torch.full_like(errors, math.nan)
     worst = worst_order(neighbours["covered"], errors)[: max(refine_worst, 16)]  # refined, and drawn in the figure
-    refine_index = worst[:refine_worst]
-    refined_floor = floor
-    refined_worst = None
-    if refine_worst > 0 and refine_steps > 0:
-        refined_worst = refine(pipe, data.real[refine_index], refine_steps, refine_learning_rate)
-        refined_errors[refine_index] = reconstruction_errors(
-            data.real[refine_index], refined_worst, pipe.is_image_model
-        )
-        refined_generated = refine(pipe, generated[:refine_worst], refine_steps, refine_learning_rate)
-        generated_refined = reconstruction_errors(generated[:refine_worst], refined_generated, pipe.is_image_model)
-        refined_floor = float(torch.quantile(generated_refined.double(), FLOOR_PERCENTILE))
+    refined_errors, refined_worst, refined_floor = _refinement(
+        pipe, data.real, generated, worst[:refine_worst], errors, floor, refine_steps, refine_learning_rate
+    )
     judged = torch.where(torch.isnan(refined_errors), errors, refined_errors)
     judged_floor = torch.where(torch.isnan(refined_errors), torch.tensor(floor), torch.tensor(refined_floor))
     not_makeable = ~neighbours["covered"] & (judged > judged_floor)
     stages.set_postfix_str("fid"), stages.update()
 
-    metrics: dict[str, float] = {}
-    for key in NEIGHBOUR_METRICS:
-        metrics[key] = float(neighbours[key])
-        metrics[f"baseline_{key}"] = float(baseline[key])
-    metrics["expected_coverage"] = expected_coverage(len(real_features), len(generated_features), nearest_k)
-    metrics["uncovered_fraction"] = float((~neighbours["covered"]).double().mean())
-    metrics["baseline_uncovered_fraction"] = float((~baseline["covered"]).double().mean())
-    metrics["not_makeable_fraction"] = float(not_makeable.double().mean())
-    metrics["reconstruction_mse_median"] = float(errors.median())
-    metrics["generated_reconstruction_mse_median"] = float(generated_errors.median())
-    metrics["generated_reconstruction_mse_p99"] = floor
-    notes = []
+    metrics, notes = _aggregates(neighbours, baseline, not_makeable, errors, generated_errors, floor, nearest_k)
     if fid:
         try:
             metrics.update(fid_kid(real_features, generated_features))
@@ -276,7 +241,7 @@ def coverage_report(
     per_image = datasets.Dataset.from_dict(
         {
             "index": list(range(len(errors))),
-            "label": data.real_labels.tolist() if data.real_labels is not None else [None] * len(errors),
+            "label": _listed(data.real_labels, len(errors)),
             "covered": neighbours["covered"].tolist(),
             "coverage_ratio": neighbours["coverage_ratio"].tolist(),
             "knn_radius": neighbours["knn_radius"].tolist(),
@@ -284,9 +249,7 @@ def coverage_report(
             "nearest_generated_distance": neighbours["nearest_generated_distance"].tolist(),
             "reconstruction_mse": errors.tolist(),
             "reconstruction_feature_distance": (reconstructed_features - real_features).norm(dim=1).tolist(),
-            "reconstruction_label": reconstruction_labels.tolist()
-            if reconstruction_labels is not None
-            else [None] * len(errors),
+            "reconstruction_label": _listed(reconstruction_labels, len(errors)),
             "refined_mse": refined_errors.tolist(),
             "not_makeable": not_makeable.tolist(),
         }
@@ -331,3 +294,73 @@ def coverage_report(
         "labeller": labeller.kind,
     }
     return CoverageReport(metrics, per_image, per_mode, info, artifacts)
+
+
+def _listed(values: torch.Tensor | None, count: int) -> list:
+    return values.tolist() if values is not None else [None] * count
+
+
+def _modes(pipe: Any, data: Any, labeller: Labeller, generated: torch.Tensor, seed: int) -> tuple[dict, torch.Tensor]:
+    """The mode metrics with their data row (built-in data: the package's evaluation protocol, 10,000 digits,
+    26,000 triples or 2,500 points), and the generated samples' modes for the per-mode table."""
+    if data.builtin is None:
+        return {}, labeller(generated)
+    protocol = draw_samples(pipe, BUILTIN_DATASETS[data.builtin].num_eval_samples, seed=seed)  # as `evaluate`
+    generated_labels = labeller(protocol)
+    if data.labeller == "mixture":
+        mixture = get_mixture(data.builtin)
+        scores, data_row = mixture_metrics_for(protocol, mixture), mixture_metrics_for(data.baseline, mixture)
+    else:
+        scores = stacked_mnist_metrics(generated_labels, num_modes=data.num_modes)
+        data_row = stacked_mnist_metrics(labeller(data.baseline), num_modes=data.num_modes)
+    metrics = {
+        **{k: float(v) for k, v in scores.items()},
+        **{f"baseline_{k}": float(v) for k, v in data_row.items() if k not in ("num_modes", "num_samples")},
+    }
+    return metrics, generated_labels
+
+
+def _refinement(
+    pipe: Any,
+    real: torch.Tensor,
+    generated: torch.Tensor,
+    index: torch.Tensor,
+    errors: torch.Tensor,
+    floor: float,
+    steps: int,
+    learning_rate: float,
+) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """`invert` on the real images at `index` (NaN elsewhere), their G(z*), and the refined floor: the 99th
+    percentile of the same refinement of as many of the model's own samples."""
+    refined_errors = torch.full_like(errors, math.nan)
+    if len(index) == 0 or steps == 0:
+        return refined_errors, None, floor
+    refined = refine(pipe, real[index], steps, learning_rate)
+    refined_errors[index] = reconstruction_errors(real[index], refined, pipe.is_image_model)
+    own = generated[: len(index)]
+    own_errors = reconstruction_errors(own, refine(pipe, own, steps, learning_rate), pipe.is_image_model)
+    return refined_errors, refined, float(torch.quantile(own_errors.double(), FLOOR_PERCENTILE))
+
+
+def _aggregates(
+    neighbours: dict,
+    baseline: dict,
+    not_makeable: torch.Tensor,
+    errors: torch.Tensor,
+    generated_errors: torch.Tensor,
+    floor: float,
+    nearest_k: int,
+) -> tuple[dict[str, float], list[str]]:
+    """The neighbour metrics beside their data row, and the shares and medians of the per-image columns."""
+    metrics: dict[str, float] = {}
+    for key in NEIGHBOUR_METRICS:
+        metrics[key] = float(neighbours[key])
+        metrics[f"baseline_{key}"] = float(baseline[key])
+    metrics["expected_coverage"] = expected_coverage(len(errors), len(neighbours["nearest_real_index"]), nearest_k)
+    metrics["uncovered_fraction"] = float((~neighbours["covered"]).double().mean())
+    metrics["baseline_uncovered_fraction"] = float((~baseline["covered"]).double().mean())
+    metrics["not_makeable_fraction"] = float(not_makeable.double().mean())
+    metrics["reconstruction_mse_median"] = float(errors.median())
+    metrics["generated_reconstruction_mse_median"] = float(generated_errors.median())
+    metrics["generated_reconstruction_mse_p99"] = floor
+    return metrics, []
