@@ -214,18 +214,7 @@ def create_model_card(
     title = _title(repo_id, dataset, kind)
     num_modes = _num_modes(metrics or {}, dataset)
     shown = _card_metrics(metrics)
-    eval_results = [
-        EvalResult(
-            task_type=task,
-            dataset_type=dataset.name if dataset is not None else "unknown",
-            dataset_name=dataset.short if dataset is not None else "unknown",
-            metric_type=METRIC_NAMES.get(key, (key, key))[1],
-            metric_name=metric_display_name(key, num_modes),
-            metric_value=value,
-        )
-        for key, value in shown.items()
-        if math.isfinite(value) and key not in SCORER_KEYS  # NaN and inf stay in the table; the Hub wants numbers
-    ]
+    eval_results = _eval_results(shown, num_modes, dataset, task)
     card_data = ModelCardData(
         library_name="veegan-hf",
         license="mit",
@@ -236,41 +225,14 @@ def create_model_card(
         eval_results=eval_results or None,
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
     )
-    if shown:
-        rows = "\n".join(
-            f"| {metric_display_name(k, num_modes)} | {v:.6g} |" for k, v in shown.items() if k not in SCORER_KEYS
-        )
-        metrics_table = f"| metric | value |\n|---|---|\n{rows}"
-        if "classifier_accuracy" in shown:
-            metrics_table += (
-                f"\n\nModes are the digits the package's shipped classifier reads (held-out accuracy "
-                f"{100 * shown['classifier_accuracy']:.1f}%; one per channel for stacked digits); KL compares the "
-                "samples' mode histogram with the uniform one."
-            )
-    else:
-        metrics_table = "No evaluation was recorded for this model."
+    metrics_table = _metrics_table(shown, num_modes)
     architecture_rows = "\n".join(
         f"| {name} | `{json.dumps({k: v for k, v in module.config.items() if not k.startswith('_')})}` |"
         for name, module in pipeline.components.items()
         if module is not None
     )
-    training_section = ""
-    if training_config:
-        scrubbed = {key: scrub_option(str(key), value) for key, value in training_config.items()}
-        options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: _scrub_text(str(v)))
-        training_section = (
-            f"## Training\n\n{_training_run(training_config)}<details><summary>Resolved training options</summary>"
-            f"\n\n```json\n{options}\n```\n</details>"
-        )
-    samples_section = ""
-    if save_directory is not None and (Path(save_directory) / SAMPLES_NAME).is_file():
-        what = (
-            f"{GRID_SAMPLES} samples, seed 0"
-            if is_image
-            else f"{SCATTER_SAMPLES:,} samples, seed 0"
-            + (" (red crosses: the true modes)" if is_2d_mixture(dataset_name) else "")
-        )
-        samples_section = f"![samples]({SAMPLES_NAME})\n\n*{what}.*\n\n"
+    training_section = _training_section(training_config)
+    samples_section = _samples_section(save_directory, is_image, dataset_name)
     body = _template().substitute(
         title=title,
         kind=kind,
@@ -289,6 +251,65 @@ def create_model_card(
         training_section=training_section,
     )
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+
+def _eval_results(
+    shown: dict[str, float], num_modes: int | None, dataset: DatasetInfo | None, task: str
+) -> list[EvalResult]:
+    """The model-index: the model's own measured metrics, finite ones only (the Hub wants numbers), never what
+    scored them."""
+    return [
+        EvalResult(
+            task_type=task,
+            dataset_type=dataset.name if dataset is not None else "unknown",
+            dataset_name=dataset.short if dataset is not None else "unknown",
+            metric_type=METRIC_NAMES.get(key, (key, key))[1],
+            metric_name=metric_display_name(key, num_modes),
+            metric_value=value,
+        )
+        for key, value in shown.items()
+        if math.isfinite(value) and key not in SCORER_KEYS
+    ]
+
+
+def _metrics_table(shown: dict[str, float], num_modes: int | None) -> str:
+    if not shown:
+        return "No evaluation was recorded for this model."
+    rows = "\n".join(
+        f"| {metric_display_name(k, num_modes)} | {v:.6g} |" for k, v in shown.items() if k not in SCORER_KEYS
+    )
+    table = f"| metric | value |\n|---|---|\n{rows}"
+    if "classifier_accuracy" in shown:
+        table += (
+            f"\n\nModes are the digits the package's shipped classifier reads (held-out accuracy "
+            f"{100 * shown['classifier_accuracy']:.1f}%; one per channel for stacked digits); KL compares the "
+            "samples' mode histogram with the uniform one."
+        )
+    return table
+
+
+def _training_section(training_config: dict[str, Any] | None) -> str:
+    """What the run did (`_training_run`), then every resolved option with local paths reduced to their names."""
+    if not training_config:
+        return ""
+    scrubbed = {key: scrub_option(str(key), value) for key, value in training_config.items()}
+    options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: _scrub_text(str(v)))
+    return (
+        f"## Training\n\n{_training_run(training_config)}<details><summary>Resolved training options</summary>"
+        f"\n\n```json\n{options}\n```\n</details>"
+    )
+
+
+def _samples_section(save_directory: str | Path | None, is_image: bool, dataset_name: str | None) -> str:
+    if save_directory is None or not (Path(save_directory) / SAMPLES_NAME).is_file():
+        return ""
+    what = (
+        f"{GRID_SAMPLES} samples, seed 0"
+        if is_image
+        else f"{SCATTER_SAMPLES:,} samples, seed 0"
+        + (" (red crosses: the true modes)" if is_2d_mixture(dataset_name) else "")
+    )
+    return f"![samples]({SAMPLES_NAME})\n\n*{what}.*\n\n"
 
 
 def _training_run(record: dict[str, Any]) -> str:
