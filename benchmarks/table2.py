@@ -197,13 +197,40 @@ def to_markdown(summary: dict, data: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["--setting", "reduced_d"]:  # the literature's reduced-discriminator table: its own rows
-        sys.path.insert(0, str(REPO))  # `python benchmarks/table2.py` puts benchmarks/, not the root, on the path
-        from benchmarks import table2_reduced_d
+def _payload(runs: list[dict], meta: dict, device: str) -> tuple[dict, dict, dict]:
+    """The results file: the protocol and provenance, the summary per row, the data row, the published rows, and
+    every run."""
+    meta.update(
+        {
+            "cpu": cpu_name(),
+            "device": device,
+            "device_name": runs[0].get("device_name", cpu_name()),
+            "max_train_steps": max(r["metrics"]["train/steps"] for r in runs),
+            "classifier_accuracy": runs[0]["metrics"]["classifier_accuracy"],
+            "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
+            "python": platform.python_version(),
+            "torch": runs[0]["torch"],
+        }
+    )
+    summary = summarize(runs)
+    data = data_row(meta["num_eval_samples"])
+    payload = {
+        "meta": meta,
+        "summary": summary,
+        "best_rows": best_rows(summary),
+        "data_row": data,
+        "paper": {METHOD_NAMES[m]: values for m, values in PAPER.items()},
+        "best_published": BEST_PUBLISHED,
+        "figures": sorted(Path(r["figure"]).name for r in runs if r["figure"]),
+        "runs": [
+            {k: r[k] for k in ("row", "seed", "objective", "overrides", "metrics", "train_seconds", "eval_seconds")}
+            for r in sorted(runs, key=lambda r: (list(ROWS).index(r["row"]), r["seed"]))
+        ],
+    }
+    return payload, summary, data
 
-        return table2_reduced_d.main(argv[2:])
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per row")
     parser.add_argument("--first_seed", type=int, default=0, help="seeds are first_seed .. first_seed + seeds - 1")
@@ -221,10 +248,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or (args.steps is not None and args.steps < 1):
         parser.error(f"--seeds {args.seeds}, --jobs {args.jobs} and --steps {args.steps} must be >= 1.")
-    rows = list(ROWS) if args.rows == ["all"] else args.rows
-    unknown = sorted(set(rows) - set(ROWS))
+    unknown = sorted(set(list(ROWS) if args.rows == ["all"] else args.rows) - set(ROWS))
     if unknown:
         parser.error(f"--rows {unknown} are not rows of the table; choose from {list(ROWS)} or 'all'.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["--setting", "reduced_d"]:  # the literature's reduced-discriminator table: its own rows
+        sys.path.insert(0, str(REPO))  # `python benchmarks/table2.py` puts benchmarks/, not the root, on the path
+        from benchmarks import table2_reduced_d
+
+        return table2_reduced_d.main(argv[2:])
+    args = _arguments(argv)
+    rows = list(ROWS) if args.rows == ["all"] else args.rows
     if args.smoke and args.rows == list(DEFAULT_ROWS):
         rows = list(SMOKE_ROWS)
     seeds = range(args.first_seed, args.first_seed + (1 if args.smoke else args.seeds))
@@ -286,43 +324,19 @@ def main(argv: list[str] | None = None) -> int:
         print("no run finished: nothing to tabulate", file=sys.stderr)
         return 1
 
-    first = runs[0]["metrics"]
     meta = {
         "commit": final_commit(commit),
-        "cpu": cpu_name(),
-        "device": args.device,
-        "device_name": runs[0].get("device_name", cpu_name()),
         "jobs": processes,
         "seeds": len(seeds),
         "first_seed": seeds[0],
-        "max_train_steps": max(r["metrics"]["train/steps"] for r in runs),
         "num_eval_samples": num_eval_samples,
-        "classifier_accuracy": first["classifier_accuracy"],
         "ivom": {**ivom_budget, "data_seed": IVOM_DATA_SEED, "start_seed": IVOM_START_SEED, "split": "classifier_test"},
         "wall_minutes": wall / 60,
         "reused_runs": reused,
         "skipped_runs": skipped,
-        "run_minutes": sum(run["wall_seconds"] for run in runs) / 60,
-        "python": platform.python_version(),
-        "torch": runs[0]["torch"],
-        "command": "python benchmarks/table2.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/table2.py " + " ".join(argv),
     }
-    summary = summarize(runs)
-    data = data_row(num_eval_samples)
-    figures = sorted(Path(r["figure"]).name for r in runs if r["figure"])
-    payload = {
-        "meta": meta,
-        "summary": summary,
-        "best_rows": best_rows(summary),
-        "data_row": data,
-        "paper": {METHOD_NAMES[m]: values for m, values in PAPER.items()},
-        "best_published": BEST_PUBLISHED,
-        "figures": figures,
-        "runs": [
-            {k: r[k] for k in ("row", "seed", "objective", "overrides", "metrics", "train_seconds", "eval_seconds")}
-            for r in sorted(runs, key=lambda r: (list(ROWS).index(r["row"]), r["seed"]))
-        ],
-    }
+    payload, summary, data = _payload(runs, meta, args.device)
     write_results(results, f"table2{tag}", payload, to_markdown(summary, data, meta))
     return 0
 
