@@ -272,7 +272,23 @@ def to_text(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def measure_preset(preset: str, steps: int, repeats: int, compile: bool, work: Path, device: str, smoke: bool) -> dict:
+    """Eager training of the package's loop against the bare loop, and the compiled pair when `compile`."""
+    result: dict = {"config": training_config_record(preset, steps)}
+    result["eager"] = measure_training(preset, steps, repeats, False, work, device)
+    if not compile:
+        result["compile"] = {"skipped": "--smoke (use --compile to force)" if smoke else "--no_compile"}
+        return result
+    block = result["compile"] = measure_training(preset, steps, repeats, True, work, device)
+    if "error" not in block["package"]:
+        # the --compile goal: the compiled package against the hand-written loop as people run it, eager
+        block["ratio_package_to_bare_eager"] = (
+            block["package"]["steps_per_second"]["median"] / result["eager"]["bare"]["steps_per_second"]["median"]
+        )
+    return result
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a few steps and 1 repeat: checks every code path")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default 3; 1 in --smoke)")
@@ -300,9 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=None, help="where training runs write (default: a temporary folder)")
     args = parser.parse_args(argv)
-    smoke = args.smoke
     if args.device == "cuda" and not (args.skip_sampling and args.skip_scaling):
         parser.error("--device cuda measures training only: add --skip_sampling --skip_scaling.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    smoke = args.smoke
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # train()'s Accelerator would otherwise pick a GPU
     repeats = args.repeats or (1 if smoke else 3)
@@ -339,24 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     try:
-        training: dict = {}
-        for preset in args.presets:
-            training[preset] = {"config": training_config_record(preset, steps[preset])}
-            training[preset]["eager"] = measure_training(preset, steps[preset], repeats, False, work, args.device)
-            if compile:
-                block = training[preset]["compile"] = measure_training(
-                    preset, steps[preset], repeats, True, work, args.device
-                )
-                if "error" not in block["package"]:
-                    # the --compile goal: the compiled package against the hand-written loop as people run it, eager
-                    block["ratio_package_to_bare_eager"] = (
-                        block["package"]["steps_per_second"]["median"]
-                        / training[preset]["eager"]["bare"]["steps_per_second"]["median"]
-                    )
-            else:
-                training[preset]["compile"] = {
-                    "skipped": "--smoke (use --compile to force)" if smoke else "--no_compile"
-                }
+        training = {p: measure_preset(p, steps[p], repeats, compile, work, args.device, smoke) for p in args.presets}
         payload = {"meta": meta, "training": training}
         if not args.skip_sampling:
             payload["sampling"] = measure_sampling(
