@@ -9,8 +9,10 @@ abbreviated, and a mistyped one is answered with the nearest valid name.
 import argparse
 import difflib
 import inspect
+import math
 import re
 import sys
+import types
 import typing
 from importlib import resources
 from pathlib import Path
@@ -18,19 +20,56 @@ from typing import Any
 
 from ..data import BUILTIN_DATASETS
 from ..objectives import OBJECTIVES
-from .config import (
-    FIELD_TYPES,
-    OBJECTIVE_SPECIFIC,
-    ConfigError,
-    TrainingConfig,
-    base_type,
-    coerce,
-    fields,
-    validate,
-)
+from .config import OBJECTIVE_SPECIFIC, ConfigError, TrainingConfig, fields, validate
 
 PRESET_PACKAGE = "veegan_hf.training.configs"
 IMAGE_PRESET = "image"  # the defaults for image data that names no preset
+
+
+def base_type(annotation: Any) -> type:
+    """`int | None` -> int."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+FIELD_TYPES = typing.get_type_hints(TrainingConfig)
+
+
+def coerce(name: str, value: Any, source: str) -> Any:
+    """Casts a preset or flag value to the field's type, with an error naming the field and the source."""
+    kind = base_type(FIELD_TYPES[name])
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and kind is not str):
+        if type(None) not in typing.get_args(FIELD_TYPES[name]):
+            raise ConfigError(f"{source}: {name}={value!r} needs a value; it cannot be None. Drop it for the default.")
+        return None
+    try:
+        if kind is bool:
+            text = str(value).lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text in ("true", "1", "yes")
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)  # accepts "1e4" and 10000.0, rejects 2.5
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: {name}={value!r} must be a finite number.")
+            return number
+        if kind is str and not isinstance(value, (str, int, float)):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {name}={value!r} is not a valid {kind.__name__}.") from None
 
 
 def preset_names() -> list[str]:

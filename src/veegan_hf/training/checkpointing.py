@@ -6,19 +6,18 @@ folder, so a second job cannot write into the same folder. Resuming checks that 
 the same architecture and objective, and names the option that differs.
 """
 
-import contextlib
-import errno
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, TrainingConfig
+from .disk import DiskFullError, disk_full_error, disk_full_guard, folder_bytes, fsync_tree, is_disk_full  # noqa: F401
 
 logger = logging.getLogger("veegan_hf.train")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -287,62 +286,6 @@ def load_extra_state(folder: Path, scheduler, ema) -> None:
         ema.load_state_dict(load_file(folder / "ema.safetensors"))
 
 
-class DiskFullError(RuntimeError):
-    """A write failed for want of space (or over a file-size limit); the message names the folder, about how much
-    space was needed, and the checkpoint that survives."""
-
-
-_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-# how the writers below report a full disk when they do not raise OSError (safetensors' Rust errors, PIL, zipfile)
-_FULL_WORDS = ("no space left on device", "file too large", "disk quota exceeded", "storagefull", "filetoolarge")
-# torch.save's zip writer loses the errno of a short write and reports where it stopped instead
-_TORCH_SHORT_WRITE = ("unexpected pos", "failed writing file")
-
-
-def is_disk_full(err: BaseException) -> bool:
-    """Is `err` (or what caused it) a full disk, a quota or a file-size limit?"""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
-            return True
-        text = str(err).lower()
-        if any(word in text for word in _FULL_WORDS):
-            return True
-        if isinstance(err, RuntimeError) and any(word in text for word in _TORCH_SHORT_WRITE):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-
-
-def disk_full_error(
-    folder: Path, what: str, needed_bytes: int, last_checkpoint: str | None, err: BaseException
-) -> DiskFullError:
-    kept = (
-        f"The last complete checkpoint, {last_checkpoint}, is intact"
-        if last_checkpoint
-        else "No checkpoint was saved yet"
-    )
-    return DiskFullError(
-        f"the disk is full: writing {what} in {folder} failed ({type(err).__name__}: {str(err)[:160]}); it needs "
-        f"about {max(1, round(needed_bytes / 2**20))} MB more. {kept}: free space, then continue with "
-        "--resume_from_checkpoint latest."
-    )
-
-
-@contextlib.contextmanager
-def disk_full_guard(folder: Path, what: str, needed_bytes: int, last_checkpoint: str | None) -> Iterator[None]:
-    """Turns a full disk while writing `what` into one `DiskFullError` that says what to do; other errors pass."""
-    try:
-        yield
-    except Exception as err:
-        if not is_disk_full(err):
-            raise
-        raise disk_full_error(folder, what, needed_bytes, last_checkpoint, err) from None
-
-
 def save_checkpoint(
     accelerator, output_dir: Path, step: int, limit: int | None, export: Callable[[Path], None]
 ) -> Path:
@@ -367,7 +310,7 @@ def save_checkpoint(
         if final.exists():
             _delete_checkpoint(final)
         os.replace(partial, final)
-        _fsync_tree(output_dir, files=False)  # the rename itself, in the parent folder's entry
+        fsync_tree(output_dir, files=False)  # the rename itself, in the parent folder's entry
         logger.info("saved %s", final)
         if limit is not None:
             for old in list_checkpoints(output_dir)[:-limit]:
@@ -385,23 +328,7 @@ def _save_checkpoint_files(accelerator, partial: Path, export: Callable[[Path], 
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
         export(partial)
-        _fsync_tree(partial)  # on disk before it is named: a crash of the machine cannot leave a hollow checkpoint-N
-
-
-def _fsync_tree(folder: Path, files: bool = True) -> None:
-    """Flushes every file and folder below `folder` to the disk (with `files`), and `folder` itself."""
-    paths = [*folder.rglob("*"), folder] if files else [folder]
-    for path in paths:
-        try:
-            descriptor = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(descriptor)
-        except OSError:  # some file systems refuse fsync on folders: the files are what matter
-            pass
-        finally:
-            os.close(descriptor)
+        fsync_tree(partial)  # on disk before it is named: a crash of the machine cannot leave a hollow checkpoint-N
 
 
 def _delete_checkpoint(folder: Path) -> None:

@@ -5,8 +5,6 @@ import dataclasses
 import math
 import os
 import sys
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,52 +228,6 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
 def fields() -> dict[str, dataclasses.Field]:
     """The command-line options: every field but `preset`, which `--config` sets."""
     return {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "preset"}
-
-
-def base_type(annotation: Any) -> type:
-    """`int | None` -> int."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
-FIELD_TYPES = typing.get_type_hints(TrainingConfig)
-
-
-def coerce(name: str, value: Any, source: str) -> Any:
-    """Casts a preset or flag value to the field's type, with an error naming the field and the source."""
-    kind = base_type(FIELD_TYPES[name])
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and kind is not str):
-        if type(None) not in typing.get_args(FIELD_TYPES[name]):
-            raise ConfigError(f"{source}: {name}={value!r} needs a value; it cannot be None. Drop it for the default.")
-        return None
-    try:
-        if kind is bool:
-            text = str(value).lower()
-            if text not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text in ("true", "1", "yes")
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)  # accepts "1e4" and 10000.0, rejects 2.5
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):
-                raise ConfigError(f"{source}: {name}={value!r} must be a finite number.")
-            return number
-        if kind is str and not isinstance(value, (str, int, float)):
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError, OverflowError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{source}: {name}={value!r} is not a valid {kind.__name__}.") from None
 
 
 def validate(config: TrainingConfig) -> None:
