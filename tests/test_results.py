@@ -1,4 +1,5 @@
-"""The committed benchmark results and the README agree: every Table 1 and 2 figure quoted is the committed mean."""
+"""The committed benchmark results and the docs agree: every Table 1 and 2 figure quoted in benchmarks/README.md's
+results, and in the top-level README's summary, is the committed mean."""
 
 import json
 from pathlib import Path
@@ -10,9 +11,9 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def _readme_rows(after: str | None = None) -> dict[str, list[str]]:
-    """README table rows keyed by their first cell: `| GAN | 7.0 / 89.2 | ... |` -> {"GAN": ["7.0 / 89.2", ...]}.
+    """benchmarks/README.md table rows keyed by their first cell: `| GAN | 7.0 / 89.2 |` -> {"GAN": ["7.0 / 89.2"]}.
     With `after`, only the first table that follows the line holding that text."""
-    lines = (REPO / "README.md").read_text().splitlines()
+    lines = (REPO / "benchmarks" / "README.md").read_text().splitlines()
     if after is not None:
         lines = lines[next(i for i, line in enumerate(lines) if after in line) :]
     rows: dict[str, list[str]] = {}
@@ -43,7 +44,7 @@ def test_readme_table2_quotes_the_committed_means():
     payload = json.loads((RESULTS / "table2.json").read_text())
     meta = payload["meta"]
     assert meta["seeds"] >= 3 and not meta["commit"].endswith("-dirty")
-    rows, readme = _readme_rows(), (REPO / "README.md").read_text()
+    rows, readme = _readme_rows(), (REPO / "benchmarks" / "README.md").read_text()
     for method, cell in payload["summary"].items():
         assert cell["num_seeds"] == meta["seeds"], method
         expected = [
@@ -72,3 +73,17 @@ def test_readme_quotes_the_gpu_table2():
         ]
         assert rows[name] == expected, row
     assert payload["meta"]["device_name"] == "NVIDIA H200" and payload["data_row"]["modes_covered"] == 1000
+
+
+def test_the_readme_summary_quotes_the_committed_figures():
+    """The top-level README's short results: the same committed means as the full tables."""
+    readme = (REPO / "README.md").read_text()
+    summary = readme.split("## Results\n", 1)[1].split("\n## ", 1)[0]
+    table1_payload = json.loads((RESULTS / "table1.json").read_text())["summary"]["VEEGAN (ours)"]
+    for dataset in ("ring", "grid"):
+        cell = table1_payload[dataset]
+        assert f"{cell['modes_captured']['mean']:.0f} / {cell['hq_percent']['mean']:.1f}" in summary, dataset
+    table2_payload = json.loads((RESULTS / "table2.json").read_text())["summary"]
+    assert f"1000 / 1000 modes at KL {table2_payload['gan']['kl']['mean']:.3f}" in summary
+    veegan = table2_payload["veegan"]
+    assert f"VEEGAN {veegan['modes_covered']['mean']:.0f} at {veegan['kl']['mean']:.3f}" in summary
