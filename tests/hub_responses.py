@@ -26,6 +26,20 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     expected: bool = True
+    delay: float = 0.0  # seconds the server waits before answering (an injected timeout)
+    drop: bool = False  # the connection is closed half-way through the body (an injected dropped connection)
+
+
+@dataclass
+class Fault:
+    """An injected failure: the next `times` requests of `method` whose path matches `path` (a regex) answer 500,
+    stall for `delay` seconds ("timeout"), or lose their connection half-way through the body ("drop")."""
+
+    method: str
+    path: str
+    kind: str
+    times: int = 1
+    delay: float = 30.0
 
 
 def _json(status: int, payload, **headers: str) -> _Response:

@@ -52,7 +52,10 @@ process (`python tests/hub_client.py SPEC.json`).
 from __future__ import annotations
 
 import hashlib
+import re
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -63,7 +66,7 @@ from tests.hub_repos import (
     HubFile,
     Repo,
 )
-from tests.hub_responses import Request, _error, _json, _Response
+from tests.hub_responses import Fault, Request, _error, _json, _Response
 from tests.hub_uploads import UploadEndpoints
 
 
@@ -78,6 +81,7 @@ class FakeHub(UploadEndpoints):
         self.repos: dict[str, Repo] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 -> LFS content, served by the CDN
         self.requests: list[Request] = []
+        self.faults: list[Fault] = []  # injected by `inject`, consumed by the requests they hit
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
 
@@ -166,11 +170,32 @@ class FakeHub(UploadEndpoints):
 
     # ------------------------------------------------------------------ routing
 
+    def inject(self, method: str, path: str, kind: str, times: int = 1, delay: float = 30.0) -> Fault:
+        """The next `times` `method` requests whose unquoted path matches the regex `path` fail as `kind`: "500",
+        "timeout" (the answer comes after `delay` seconds) or "drop" (half the body, then the connection closes)."""
+        if kind not in ("500", "timeout", "drop"):
+            raise ValueError(f"kind={kind!r}: inject '500', 'timeout' or 'drop'.")
+        fault = Fault(method, path, kind, times, delay)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and re.search(fault.path, path):
+                    fault.times -= 1
+                    return fault
+        return None
+
     def handle(self, role: str, method: str, raw_path: str, authorization: str | None, body: bytes = b"") -> _Response:
         url = urlsplit(raw_path)
         segments = [unquote(s) for s in url.path.split("/")[1:]]
         query = dict(parse_qsl(url.query))
-        if role == "cdn":
+        fault = self._fault_for(method, "/" + "/".join(segments))
+        if fault is not None and fault.kind == "500":
+            response = _error(500, None, "Internal Error (injected)")
+        elif role == "cdn":
             response = self._cdn(method, segments, body)
         else:
             try:
@@ -179,6 +204,10 @@ class FakeHub(UploadEndpoints):
                 # a body this stand-in cannot read (JSON, base64, missing keys): the Hub's 400, and a test failure
                 response = _error(400, None, f"Bad request: {type(err).__name__}: {err}")
                 response.expected = False
+        if fault is not None and fault.kind == "timeout":
+            response.delay = fault.delay
+        if fault is not None and fault.kind == "drop":
+            response.drop = True
         with self._lock:
             self.requests.append(
                 Request(
@@ -357,12 +386,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         body = self._body()  # read whatever the method, or the next request on this connection starts mid-body
         response = self.hub.handle(self.role, self.command, self.path, self.headers.get("Authorization"), body)
+        if response.delay:
+            time.sleep(response.delay)
         self.send_response(response.status)
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if self.command != "HEAD":
+            if response.drop:  # half the promised body, then the connection goes: the client reads too few bytes
+                self.wfile.write(response.body[: len(response.body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.wfile.write(response.body)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _answer

@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from .hub_retry import with_hub_retries
 from .model_card import create_model_card, read_model_card_metadata
 from .modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
 from .plotting import save_samples_image
@@ -202,15 +203,18 @@ def _download(
 ) -> str:
     """Hub id -> local snapshot folder (the cache when offline), with errors that say what to do."""
     try:
-        return snapshot_download(
-            repo_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=bool(local_files_only),
-            token=token,
-            # exact paths: fnmatch's "*" also crosses "/", which would pull in checkpoint folders
-            allow_patterns=["model_index.json", "README.md"]
-            + [f"{name}/{file}" for name in NETWORKS for file in ("config.json", WEIGHTS_NAME)],
+        return with_hub_retries(
+            lambda: snapshot_download(
+                repo_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=bool(local_files_only),
+                token=token,
+                # exact paths: fnmatch's "*" also crosses "/", which would pull in checkpoint folders
+                allow_patterns=["model_index.json", "README.md"]
+                + [f"{name}/{file}" for name in NETWORKS for file in ("config.json", WEIGHTS_NAME)],
+            ),
+            f"downloading {repo_id!r}",
         )
     except HFValidationError as err:
         raise ValueError(f"{repo_id!r} is not a local folder, and not a valid Hub id: {err}") from None
@@ -359,17 +363,24 @@ class PretrainedIO:
         Returns:
             `str`: the URL of the commit.
         """
-        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        name = repo_id
+        repo_id = with_hub_retries(
+            lambda: create_repo(name, private=private, token=token, exist_ok=True).repo_id, f"creating {name!r}"
+        )
         with tempfile.TemporaryDirectory() as tmpdir:
             self.save_pretrained(
                 tmpdir, dataset_name=dataset_name, metrics=metrics, training_config=training_config, repo_id=repo_id
             )
-            commit = upload_folder(
-                repo_id=repo_id,
-                folder_path=tmpdir,
-                token=token,
-                revision=revision,
-                commit_message=commit_message or "Upload VEEGAN pipeline",
-                create_pr=create_pr,
+            # one commit: a retry after a failure finds the repo with that commit or without it, never half of it
+            commit = with_hub_retries(
+                lambda: upload_folder(
+                    repo_id=repo_id,
+                    folder_path=tmpdir,
+                    token=token,
+                    revision=revision,
+                    commit_message=commit_message or "Upload VEEGAN pipeline",
+                    create_pr=create_pr,
+                ),
+                f"pushing to {repo_id!r}",
             )
         return str(commit)

@@ -308,7 +308,15 @@ def _export(run: Run, pipe: VEEGAN, step: int, steps_per_second: float, wall_sec
     pipe.save_pretrained(run.output_dir, **card)
     pushed = None
     if config.push_to_hub:
-        pushed = pipe.push_to_hub(config.hub_model_id, token=config.hub_token, **card)
+        try:
+            pushed = pipe.push_to_hub(config.hub_model_id, token=config.hub_token, **card)
+        except (ValueError, OSError) as err:  # the Hub kept failing, or refused: the model is saved all the same
+            again = f"VEEGAN.from_pretrained({str(run.output_dir)!r}).push_to_hub({config.hub_model_id!r})"
+            raise ValueError(
+                f"training finished and the model is saved in {run.output_dir}, but pushing it to "
+                f'{config.hub_model_id} failed: {err} Push it again with: python -c "from veegan_hf import VEEGAN; '
+                f'{again}"'
+            ) from None
     logger.info("%s", reporting.summary(config, metrics, pushed))
     return metrics
 
