@@ -1,0 +1,97 @@
+"""A rank that dies: killing rank 1 of a 2-process CPU run (gloo) at a random step ends the run within seconds, with
+the launcher's report naming the rank; a resume from the last checkpoint then continues bit for bit."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import same_tensors
+from tests.test_distributed import REPO, _free_port
+from tests.training_helpers import weights
+
+ARGS = ["--dataset_name", "grid", "--hidden_dim", "32", "--discriminator_hidden_dim", "32", "--latent_dim", "4"]
+ARGS += ["--train_batch_size", "64", "--report_to", "none", "--checkpointing_steps", "20", "--max_train_steps", "200"]
+ARGS += ["--validation_steps", "1000", "--eval_at_end", "false", "--checkpoints_total_limit", "20"]
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launcher += ["--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no"]
+    launcher += ["--dynamo_backend", "no"]
+    return [*launcher, str(REPO / "training" / "train.py"), *ARGS, "--output_dir", str(out), *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1"}
+
+
+def _rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
+    """The pid of the training process with RANK=`rank` below the launcher (read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ and b"LOCAL_RANK=" + str(rank).encode() in environ:
+            ancestry = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+            if ancestry != launcher.pid and not _descends(ancestry, launcher.pid):
+                continue
+            return int(entry.name)
+    return None
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc (Linux)")
+def test_killing_rank_1_ends_the_run_and_the_resume_is_exact(tmp_path):
+    reference = tmp_path / "reference"
+    done = subprocess.run(_command(reference), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    launcher = subprocess.Popen(_command(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kill_after = random.Random().choice([20, 40, 60, 80])  # a random checkpoint: the kill lands somewhere after it
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / f"checkpoint-{kill_after}").is_dir():
+            assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
+            time.sleep(0.05)
+        pid = _rank_pid(launcher, 1)
+        assert pid is not None, "rank 1 not found"
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0 and time.monotonic() - killed_at < 30  # within seconds, not a hang
+    assert "rank" in stderr.lower() and ("SIGKILL" in stderr or "Signal 9" in stderr or "signal 9" in stderr), stderr[
+        -2000:
+    ]
+    assert not (out / "model_index.json").exists()  # no final model from a broken run
+
+    resumed = subprocess.run(
+        _command(out, "--resume_from_checkpoint", "latest"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert same_tensors(weights(out), weights(reference))
