@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 
 import tabs
 from coverage_tab import add_coverage_tab
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:  # a clear line, not a traceback
         parser.exit(2, f"error: could not load the model: {err}\n")
     demo = build_demo(pipe, model_name=Path(model_name).name if Path(model_name).is_dir() else model_name)
+    # one torch thread per request: on a 2-vCPU Space a refinement then holds one core, and cheap requests the other
+    torch.set_num_threads(int(os.environ.get("SPACE_TORCH_THREADS", "1")))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     demo.launch(server_name=args.host, server_port=args.port, **launch_options())
 

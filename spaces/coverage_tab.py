@@ -14,6 +14,7 @@ import gradio as gr
 import PIL.Image
 
 from handlers import SpaceHandlers, _checkbox, _tile
+from tabs import LIGHT
 from veegan_hf.data import BUILTIN_DATASETS
 
 REPORT_FOLDER = "coverage"
@@ -131,6 +132,6 @@ def add_coverage_tab(handlers: SpaceHandlers, model_dir: Path | None, image_uplo
                             gr.Image(label="Nearest generated sample", **view),
                         ]
                     outputs += [gr.Markdown(label="Verdict"), gr.JSON(label="Raw numbers")]
-            button.click(handler.judge, [upload, invert_colors], outputs, api_name="coverage")
+            button.click(handler.judge, [upload, invert_colors], outputs, api_name="coverage", **LIGHT)
             upload.change(handlers.auto_invert, upload, invert_colors, api_visibility="private", queue=False)
     return handler

@@ -16,6 +16,10 @@ import torch
 
 from handlers import MAX_FRAMES, MAX_REFINE_STEPS, MAX_TRUNCATION, NOT_AN_IMAGE, SpaceHandlers
 
+# Two queues: a refinement of hundreds of Adam steps runs one at a time ("heavy"), so the other core stays free for the
+# requests that take milliseconds (samples, interpolations, coverage verdicts), which never wait behind it
+LIGHT = {"concurrency_id": "light", "concurrency_limit": 2}
+HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
 DEFAULT_IMAGE_COUNT = 16  # one 4x4 grid: shown when the page opens
 DEFAULT_VECTOR_COUNT = 1000  # enough points to see which modes are covered
 
@@ -139,9 +143,9 @@ def sample_tab(demo: gr.Blocks, handlers: SpaceHandlers) -> None:
                 scale=2,
             )
         sample_inputs = [seed, count, truncation]
-        sample_button.click(handlers.sample, sample_inputs, sample_output, api_name="sample")
+        sample_button.click(handlers.sample, sample_inputs, sample_output, api_name="sample", **LIGHT)
         # samples on arrival, from the inputs' defaults: an empty output tells a visitor nothing about the model
-        demo.load(handlers.sample, sample_inputs, sample_output, api_visibility="private")
+        demo.load(handlers.sample, sample_inputs, sample_output, api_visibility="private", **LIGHT)
         gr.Examples(
             [[0, 16, 0.0], [7, 64, 0.0], [42, 16, 1.0]] if is_image else [[0, 1000, 0.0], [1, 2048, 1.0]],
             inputs=sample_inputs,
@@ -215,7 +219,7 @@ def invert_tab(handlers: SpaceHandlers) -> None:
                     details = gr.JSON(label="Details")
         invert_inputs = [image, invert_colors, refine_steps]
         invert_outputs = [model_view, reconstruction, refined, latent_plot, summary, details]
-        invert_button.click(handlers.invert, invert_inputs, invert_outputs, api_name="invert")
+        invert_button.click(handlers.invert, invert_inputs, invert_outputs, api_name="invert", **HEAVY)
         image.change(handlers.auto_invert, image, invert_colors, api_visibility="private", queue=False)
         draw_button.click(handlers.use_drawing, sketch, [image, invert_colors], api_visibility="private").success(
             handlers.invert, invert_inputs, invert_outputs, api_visibility="private"
@@ -258,7 +262,7 @@ def interpolate_tab(handlers: SpaceHandlers) -> None:
             label="Frames A → B", format="png", elem_classes=output_class, buttons=["download", "fullscreen"]
         )
         interpolate_inputs = [seed_a, seed_b, num_frames, image_a, image_b, interp_invert]
-        interpolate_button.click(handlers.interpolate, interpolate_inputs, strip, api_name="interpolate")
+        interpolate_button.click(handlers.interpolate, interpolate_inputs, strip, api_name="interpolate", **LIGHT)
         if is_image:
             image_a.change(handlers.auto_invert, image_a, interp_invert, api_visibility="private", queue=False)
         gr.Examples(
