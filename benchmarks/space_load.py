@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.users} `gradio_client` users for {args.seconds:g} s against `python spaces/app.py` (the shipped "
         f"digit model) on {meta['cores']} cores of {meta['cpu']}: {outcomes['ok']} answered, {outcomes['busy']} "
         f"refused as busy, {outcomes['failed']} failed. Server RSS {rss['start']:.0f} MiB at start, "
-        f"{rss['after_warmup'] or 0:.0f} after warm-up, {rss['end']:.0f} at the end ({growth:+.1f}% after warm-up), {rss['max']:.0f} at most. "
+        f"{rss['after_warmup'] or 0:.0f} after warm-up, {rss['end']:.0f} at the end ({growth:+.1f}% after "
+        f"warm-up), {rss['max']:.0f} at most. "
         f"Command: `python benchmarks/space_load.py {' '.join(argv or sys.argv[1:])}` at commit `{meta['commit']}`.\n"
     )
     payload = {"meta": meta, "latency": latency, "outcomes": outcomes, "rss_mib": rss, "memory": memory}
