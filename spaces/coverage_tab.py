@@ -91,7 +91,7 @@ class CoverageHandler:
             f"{100 * m['not_makeable_fraction']:.1f}% are not makeable."
         )
         if "most_dropped_mode" in m:
-            text += f" The most under-generated mode is **{m['most_dropped_mode']}**."
+            text += f" The mode it most often cannot make is **{m['most_dropped_mode']}**."
         return text + f" Features: {m['info']['feature_extractor']}."
 
 

@@ -283,6 +283,20 @@ def test_title_is_real(tmp_path, repo_id, dataset, title):
     assert card.data.model_name == heading[2:]  # the model-index name matches the title
 
 
+def test_a_baseline_card_names_its_objective_and_keeps_it_on_a_re_save(tmp_path):
+    make_pipeline("dcgan-28-1").save_pretrained(
+        tmp_path / "a", dataset_name="mnist", training_config={"objective": "pacgan", "seed": 0}
+    )
+    text = (tmp_path / "a" / "README.md").read_text()
+    assert "# PacGAN on MNIST" in text and "baseline of VEEGAN" in text and "A [VEEGAN]" not in text
+    loaded = VEEGAN.from_pretrained(tmp_path / "a")
+    assert loaded.card_metadata["objective"] == "pacgan"
+    loaded.save_pretrained(tmp_path / "b")  # the re-save has no run record, only the card
+    assert "# PacGAN on MNIST" in (tmp_path / "b" / "README.md").read_text()
+    make_pipeline("dcgan-28-1").save_pretrained(tmp_path / "c", dataset_name="mnist")
+    assert "veegan_objective" not in (tmp_path / "c" / "README.md").read_text()  # VEEGAN's card is as before
+
+
 def test_card_round_trip_keeps_dataset_and_metrics(tmp_path):
     metrics = {"modes_covered": 10, "num_modes": 10, "kl": 0.05, "num_samples": 10000}
     make_pipeline("dcgan-28-1").save_pretrained(tmp_path / "a", dataset_name="mnist", metrics=metrics)

@@ -101,3 +101,19 @@ def test_a_training_run_whose_push_fails_keeps_its_model_and_says_how_to_push_ag
     assert len(errors) == 1 and "the model is saved in" in errors[0] and "failed 4 times" in errors[0]
     assert f"from_pretrained({str(out)!r}).push_to_hub('org/trained')" in errors[0]
     assert (out / "model_index.json").is_file() and (out / "metrics.json").is_file()
+
+
+def test_offline_mode_is_not_retried():
+    # OfflineModeIsEnabled is a ConnectionError by class: retrying it would only delay the "not in the cache" answer
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    from veegan_hf.hub_retry import is_transient
+
+    try:
+        try:
+            raise OfflineModeIsEnabled("offline")
+        except OfflineModeIsEnabled as cause:
+            raise LocalEntryNotFoundError("not in the cache") from cause
+    except LocalEntryNotFoundError as err:
+        assert not is_transient(err)
+    assert is_transient(ConnectionError("reset by peer"))

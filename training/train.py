@@ -5,9 +5,7 @@ training library lives in the package (`veegan_hf.training`), so `accelerate lau
 after a plain `pip install veegan-hf`. `--help` lists every option.
 """
 
-import sys
-
-from veegan_hf.train import main
+from veegan_hf.train import exit_process, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -2,6 +2,14 @@
 
 from .modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
 from .pipeline_veegan import VEEGAN, VEEGANPipelineOutput
+from .rejection import RejectionSampling
 
-__all__ = ["VEEGAN", "VEEGANDiscriminator", "VEEGANGenerator", "VEEGANPipelineOutput", "VEEGANReconstructor"]
+__all__ = [
+    "VEEGAN",
+    "RejectionSampling",
+    "VEEGANDiscriminator",
+    "VEEGANGenerator",
+    "VEEGANPipelineOutput",
+    "VEEGANReconstructor",
+]
 __version__ = "0.1.0"

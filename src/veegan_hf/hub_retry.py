@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,6 +22,8 @@ BACKOFF_SECONDS = float(os.environ.get("VEEGAN_HUB_BACKOFF_SECONDS", "2"))  # do
 
 def is_transient(err: BaseException) -> bool:
     """A failure that the same request may not meet again: the server's, the network's or the clock's."""
+    if isinstance(err, OfflineModeIsEnabled):
+        return False  # a ConnectionError by class, but offline mode answers the same way every time
     if isinstance(err, LocalEntryNotFoundError):
         # snapshot_download reports a failed request as "not in the cache": transient only when what failed was
         cause = err.__cause__ or err.__context__

@@ -52,6 +52,7 @@ BOOKKEEPING_KEYS = frozenset(
 _OUT_OF = re.compile(r"\s*\(of ([\d,]+)\)$")  # " (of 1000)" at the end of a mode metric's display name
 # the card's own metadata key for the training data (the Hub's `datasets` key lists Hub dataset ids only)
 DATASET_KEY = "veegan_dataset"
+OBJECTIVE_KEY = "veegan_objective"  # written for the baselines only: a card without it describes VEEGAN
 LEGACY_DATASET_KEY = "training_dataset"  # written by earlier versions, sometimes with a local path in it
 # options of the training record that name files or folders: only their last component is shown
 PATH_OPTIONS = frozenset(
@@ -165,15 +166,57 @@ def _dataset_record(dataset: DatasetInfo) -> dict[str, str]:
     return record
 
 
-def _title(repo_id: str | None, dataset: DatasetInfo | None, kind: str) -> str:
-    """ "veegan-ring" or "VEEGAN: ring-model" from a repo id, else "VEEGAN on MNIST digits", else the model kind."""
+# objective -> (its name in a title, what the card says it is). A baseline trained by the package keeps VEEGAN's
+# three networks, so its card must say which loss trained G and what its F is, or a reader takes it for VEEGAN.
+_OBJECTIVE_INTROS = {
+    "veegan": (
+        "VEEGAN",
+        "A [VEEGAN](https://arxiv.org/abs/1705.07761) {kind} trained with `veegan-hf`{dataset}. VEEGAN is a GAN with "
+        "a\nreconstructor network F that maps data back to its latent code: the generator is trained on the "
+        "adversarial loss plus\n‖z − F(G(z))‖², an autoencoder loss on the noise, which resists mode collapse and "
+        "gives one-pass inversion.",
+    ),
+    "ali": (
+        "ALI",
+        "An [ALI / BiGAN](https://arxiv.org/abs/1606.00704) {kind} trained with `veegan-hf`{dataset}, a baseline of "
+        "VEEGAN on the\nsame networks: a joint discriminator D(z, x) trains the generator and the encoder F "
+        "adversarially, with no reconstruction\nloss. F maps data to latents in one pass, as VEEGAN's does.",
+    ),
+}
+_BASELINE_NAMES = {"gan": "DCGAN (non-saturating GAN)", "unrolled": "Unrolled GAN", "pacgan": "PacGAN"}
+_BASELINE_INTRO = (
+    "A {name} {kind} trained with `veegan-hf`{dataset}, a baseline of VEEGAN on the same networks: its "
+    "generator is\ntrained on the adversarial loss alone. Its reconstructor F was fitted beside it on detached "
+    "samples (‖z − F(G(z))‖²,\nno gradient to G), so that `encode`, `reconstruct` and `invert` work as for VEEGAN "
+    "without F ever shaping G."
+)
+
+
+def _objective(training_config: dict[str, Any] | None, objective: str | None) -> str:
+    """The objective that trained the model: the run record's `objective`, else the one a re-saved card recorded,
+    else VEEGAN."""
+    return str((training_config or {}).get("objective") or objective or "veegan")
+
+
+def _intro(objective: str, kind: str, dataset_phrase: str) -> str:
+    if objective in _OBJECTIVE_INTROS:
+        return _OBJECTIVE_INTROS[objective][1].format(kind=kind, dataset=dataset_phrase)
+    name = _BASELINE_NAMES.get(objective, objective)
+    return _BASELINE_INTRO.format(name=name, kind=kind, dataset=dataset_phrase)
+
+
+def _title(repo_id: str | None, dataset: DatasetInfo | None, kind: str, objective: str = "veegan") -> str:
+    """ "veegan-ring" or "VEEGAN: ring-model" from a repo id, else "VEEGAN on MNIST digits" (or the baseline's name),
+    else the model kind."""
     repo_name = (repo_id or "").strip("/").split("/")[-1]
     if repo_name:
         # a repo called veegan-* already says what it is; "VEEGAN: veegan-ring" would say it twice
         return repo_name if "veegan" in repo_name.lower() else f"VEEGAN: {repo_name}"
+    method = _OBJECTIVE_INTROS[objective][0] if objective in _OBJECTIVE_INTROS else _BASELINE_NAMES.get(objective)
+    method = method or objective
     if dataset is not None:
-        return f"VEEGAN on {dataset.short}"
-    return f"VEEGAN {kind}"
+        return f"{method} on {dataset.short}"
+    return f"{method} {kind}"
 
 
 def create_model_card(
@@ -183,6 +226,7 @@ def create_model_card(
     dataset_name: str | None = None,
     metrics: dict[str, float] | None = None,
     training_config: dict[str, Any] | None = None,
+    objective: str | None = None,
 ) -> ModelCard:
     r"""
     Builds the model card of a `VEEGAN` pipeline.
@@ -198,7 +242,9 @@ def create_model_card(
             model-index. `num_modes` says what the mode counts are out of; it and the other bookkeeping keys
             (`BOOKKEEPING_KEYS`) are not listed as metrics.
         training_config (`dict`, *optional*): the resolved training options, shown in a collapsible section with
-            every local path reduced to its last component.
+            every local path reduced to its last component. Its `objective` names the method in the title and intro.
+        objective (`str`, *optional*): the objective when there is no `training_config` (a re-saved card's
+            `veegan_objective`); VEEGAN when neither says.
 
     Returns:
         `huggingface_hub.ModelCard`: YAML metadata (library_name, tags, datasets, model-index) and a Markdown body.
@@ -211,7 +257,8 @@ def create_model_card(
     tags = ["veegan", "gan", "mode-collapse", "diffusers"]
     tags += ["unconditional-image-generation"] if is_image else ["unconditional-generation", "synthetic-data"]
     dataset = describe_dataset(dataset_name)
-    title = _title(repo_id, dataset, kind)
+    objective = _objective(training_config, objective)
+    title = _title(repo_id, dataset, kind, objective)
     num_modes = _num_modes(metrics or {}, dataset)
     shown = _card_metrics(metrics)
     eval_results = _eval_results(shown, num_modes, dataset, task)
@@ -224,6 +271,7 @@ def create_model_card(
         model_name=title,
         eval_results=eval_results or None,
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
+        **({OBJECTIVE_KEY: objective} if objective != "veegan" else {}),
     )
     metrics_table = _metrics_table(shown, num_modes)
     architecture_rows = "\n".join(
@@ -235,8 +283,7 @@ def create_model_card(
     samples_section = _samples_section(save_directory, is_image, dataset_name)
     body = _template().substitute(
         title=title,
-        kind=kind,
-        dataset_phrase=f" on {dataset.phrase}" if dataset is not None else "",
+        intro=_intro(objective, kind, f" on {dataset.phrase}" if dataset is not None else ""),
         samples_section=samples_section,
         repo_id=repo_id or "path/to/this/model",
         output_type_arg="" if is_image else ', output_type="pt"',
@@ -341,7 +388,8 @@ def _training_run(record: dict[str, Any]) -> str:
 
 
 def read_model_card_metadata(path: Path) -> dict[str, Any]:
-    """The dataset and metrics recorded in an existing card, so that a re-save or a push keeps them.
+    """The dataset, metrics and (for a baseline) objective recorded in an existing card, so that a re-save or a push
+    keeps them.
 
     Reads the cards of this version (`veegan_dataset`, then `datasets`) and of earlier ones (`training_dataset`).
     Metric names map back to their keys, with any "(of N)" suffix removed; N comes back as `num_modes` only when
@@ -362,6 +410,8 @@ def read_model_card_metadata(path: Path) -> dict[str, Any]:
     dataset_name = dataset_name or data.get(LEGACY_DATASET_KEY) or (data.datasets or [None])[0]
     if dataset_name:
         metadata["dataset_name"] = dataset_name
+    if isinstance(data.get(OBJECTIVE_KEY), str):
+        metadata["objective"] = data.get(OBJECTIVE_KEY)
     if data.eval_results:
         by_name = {**LEGACY_METRIC_NAMES, **{display: key for key, (display, _) in METRIC_NAMES.items()}}
         metrics: dict[str, Any] = {}

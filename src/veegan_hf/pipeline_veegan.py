@@ -14,8 +14,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from .image_processor import OUTPUT_TYPES, ImageInput, VEEGANImageProcessor, apply_invert_colors
+from .latents import draw_latents, slerp
 from .loading import NETWORKS, PretrainedIO
 from .modeling_veegan import VEEGANDiscriminator, VEEGANGenerator, VEEGANReconstructor
+from .rejection import RejectionSampling, rejection_sample
 from .validation import (
     GENERATION_CHUNK,
     MAX_BATCH_SIZE,
@@ -42,11 +44,13 @@ class VEEGANPipelineOutput(BaseOutput):
         images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`, *optional*): the same samples for image
             models, `None` for vector models.
         latents (`torch.Tensor` of shape `(batch, latent_dim)`): the codes z the samples were generated from.
+        acceptance_rate (`float`, *optional*): with `rejection_sampling`, the share of candidates kept.
     """
 
     samples: Any
     images: Any = None
     latents: torch.Tensor | None = None
+    acceptance_rate: float | None = None
 
 
 @contextlib.contextmanager
@@ -60,19 +64,6 @@ def _eval_mode(*modules: nn.Module | None) -> Iterator[None]:
     finally:
         for m, was_training in modes:
             m.train(was_training)
-
-
-def _slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation: keeps the norm typical of N(0, I) codes, which a straight line shrinks midway."""
-    # z0, z1: (latent_dim,), t: (num_steps, 1)
-    norm0, norm1 = z0.norm(), z1.norm()
-    if norm0 < 1e-8 or norm1 < 1e-8:  # a zero code has no direction: the straight line is the only path
-        return (1 - t) * z0 + t * z1
-    cos = torch.dot(z0 / norm0, z1 / norm1).clamp(-1.0, 1.0)
-    omega = torch.acos(cos)
-    if omega.abs() < 1e-4 or (torch.pi - omega).abs() < 1e-4:  # parallel or opposite: no unique great circle
-        return (1 - t) * z0 + t * z1
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 
 class VEEGAN(PretrainedIO, DiffusionPipeline):
@@ -154,6 +145,12 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
                 chunks.append(self.generator(latents[part], None if noise is None else noise[part]))
         return check_finite_output("the generated samples", torch.cat(chunks))
 
+    def _drawn_noise(self, latents: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """The generator's extra noise input, drawn (sampling), or None when it has none."""
+        extra = self.generator.config.extra_noise_dim
+        shape = (latents.shape[0], extra)
+        return randn_tensor(shape, generator=generator, device=self.device, dtype=latents.dtype) if extra else None
+
     def _zero_noise(self, latents: torch.Tensor) -> torch.Tensor | None:
         """The extra noise input at its mean, 0: what `decode` and `invert` use, so one reproduces the other."""
         extra = self.generator.config.extra_noise_dim
@@ -168,6 +165,7 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
         output_type: str | None = None,
         return_dict: bool = True,
         truncation: float | None = None,
+        rejection_sampling: bool | RejectionSampling = False,
     ) -> VEEGANPipelineOutput | tuple:
         r"""
         Draws samples x = G(z) with z ~ N(0, I).
@@ -183,6 +181,9 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
             return_dict (`bool`, *optional*, defaults to `True`): return a `VEEGANPipelineOutput` instead of a tuple.
             truncation (`float`, *optional*): redraw every latent coordinate whose magnitude exceeds this value (the
                 truncation trick, in (0, 10]): fewer outliers, less diversity.
+            rejection_sampling (`bool` or [`RejectionSampling`], *optional*, defaults to `False`): keep each
+                candidate with the probability the discriminator gives it (discriminator rejection sampling;
+                `True` keeps half the candidates). Needs the pipeline's discriminator; not with `latents`.
 
         Returns:
             [`VEEGANPipelineOutput`] or `tuple`: `(samples, latents)` when `return_dict=False`.
@@ -191,29 +192,33 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
         check_generator(generator)
         if truncation is not None:
             check_number("truncation", truncation, 0.0, 10.0, open_low=True, hint=" Try 0.5 to 2.0, or None.")
+        if not isinstance(rejection_sampling, (bool, RejectionSampling)):
+            raise TypeError(
+                "rejection_sampling must be True, False or a RejectionSampling, got "
+                f"{type(rejection_sampling).__name__}."
+            )
         dtype = self.generator.dtype
-        if latents is None:
-            check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
-            latents = randn_tensor((batch_size, self.latent_dim), generator=generator, device=self.device, dtype=dtype)
-            if truncation is not None:
-                # resample out-of-range coordinates a bounded number of times, then clamp the rare leftovers
-                for _ in range(32):
-                    outside = latents.abs() > truncation
-                    if not outside.any():
-                        break
-                    fresh = randn_tensor(latents.shape, generator=generator, device=self.device, dtype=dtype)
-                    latents = torch.where(outside, fresh, latents)
-                latents = latents.clamp(-truncation, truncation)
+        draw = lambda n: draw_latents((n, self.latent_dim), generator, self.device, dtype, truncation)  # noqa: E731
+        acceptance_rate = None
+        if rejection_sampling:
+            if latents is not None:
+                raise ValueError("rejection_sampling draws its own codes: pass batch_size instead of latents.")
+            settings = rejection_sampling if isinstance(rejection_sampling, RejectionSampling) else RejectionSampling()
+            drawn = rejection_sample(
+                self, check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE), settings, draw, generator
+            )
+            latents, model_space, acceptance_rate = drawn.latents, drawn.samples, drawn.acceptance_rate
         else:
-            latents = check_latents("latents", latents, self.latent_dim).to(self.device, dtype)
-        noise = None
-        if self.generator.config.extra_noise_dim > 0:
-            shape = (latents.shape[0], self.generator.config.extra_noise_dim)
-            noise = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
-        samples = self.image_processor.postprocess(self._generate(latents, noise), output_type)
+            if latents is None:
+                latents = draw(check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE))
+            else:
+                latents = check_latents("latents", latents, self.latent_dim).to(self.device, self.generator.dtype)
+            model_space = self._generate(latents, self._drawn_noise(latents, generator))
+        samples = self.image_processor.postprocess(model_space, output_type)
         if not return_dict:
             return samples, latents
-        return VEEGANPipelineOutput(samples=samples, images=samples if self.is_image_model else None, latents=latents)
+        images = samples if self.is_image_model else None
+        return VEEGANPipelineOutput(samples=samples, images=images, latents=latents, acceptance_rate=acceptance_rate)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, output_type: str | None = None, noise: torch.Tensor | None = None) -> Any:
@@ -386,7 +391,7 @@ class VEEGAN(PretrainedIO, DiffusionPipeline):
         z0 = check_latents("z0", z0, self.latent_dim, rows=1)[0].float().to(self.device)
         z1 = check_latents("z1", z1, self.latent_dim, rows=1)[0].float().to(self.device)
         t = torch.linspace(0, 1, num_steps, device=self.device)[:, None]  # (num_steps, 1)
-        latents = _slerp(z0, z1, t) if method == "slerp" else (1 - t) * z0 + t * z1  # (num_steps, latent_dim)
+        latents = slerp(z0, z1, t) if method == "slerp" else (1 - t) * z0 + t * z1  # (num_steps, latent_dim)
         frames = self.decode(latents.to(self.generator.dtype), output_type=output_type)
         if not return_dict:
             return frames, latents

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -19,6 +20,7 @@ from .training import ConfigError, DiskFullError, NonFiniteLossError, TrainingCo
 from .training.arguments import wants_print_config
 
 _SILENT_RANK_WAIT_S = 60.0  # at most; see main()
+_SHUTDOWN_WAIT_S = 30.0  # for the process group's teardown; see _shutdown_distributed()
 
 
 def _exit_with_launcher() -> None:
@@ -59,7 +61,16 @@ def _shutdown_distributed() -> None:
     # wait forever (seen in CI, one run in many). train() has returned, so collect its DDP wrappers first; then
     # destroy_process_group drops the last reference through a binding that releases the GIL.
     gc.collect()
-    torch.distributed.destroy_process_group()
+    # Under load it can still hang (a 2-process CPU run: rank 1 gone, rank 0 stuck after its last file was written),
+    # so the teardown gets a bounded wait in a thread; everything is saved by now, and `exit_process` leaves anyway.
+    teardown = threading.Thread(target=torch.distributed.destroy_process_group, daemon=True)
+    teardown.start()
+    teardown.join(_SHUTDOWN_WAIT_S)
+    if teardown.is_alive():
+        logging.getLogger(__name__).warning(
+            "the process group did not shut down within %.0f s; leaving without it (every file is written)",
+            _SHUTDOWN_WAIT_S,
+        )
 
 
 def _print_config(argv: list[str]) -> int:
@@ -104,5 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def exit_process(code: int) -> None:
+    """Ends a command-line run with `code`. A process of a distributed run leaves with `os._exit` once its streams
+    are flushed: every file is written by then, and the interpreter's own teardown would run gloo's destructors
+    again, which is where a loaded machine saw a finished run hang."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -24,7 +24,9 @@ def card_section(report, path_in_repo: str) -> str:
     table = "\n".join(
         f"| {name} | {value:.3f} | {'–' if base is None else f'{base:.3f}'} |" for name, value, base in rows
     )
-    dropped = f" Most under-generated mode: {m['most_dropped_mode']}." if "most_dropped_mode" in m else ""
+    dropped = (
+        f" Most dropped mode (least often makeable): {m['most_dropped_mode']}." if "most_dropped_mode" in m else ""
+    )
     return (
         f"{SECTION_START}\n## Coverage report\n\nWhich real images this model cannot make "
         f"([report]({path_in_repo}/report.md), [per image]({path_in_repo}/per_image.csv)), measured on "

@@ -51,9 +51,11 @@ class CoverageReport:
             data row), `expected_coverage` (a perfect model's), `uncovered_fraction`, `not_makeable_fraction`,
             `reconstruction_mse_median`, `generated_reconstruction_mse_p99` (the floor), `fid` / `kid_mean` /
             `kid_std` and their `baseline_` twins when torchmetrics is installed, and the mode metrics where the data
-            has modes.
+            has modes, with `most_dropped_mode` (the first `per_mode` row) and `most_under_generated_mode` (the lowest
+            generated share against real).
         per_image (`datasets.Dataset`): one row per audited real image.
-        per_mode (`datasets.Dataset` or `None`): one row per mode, sorted by relative gap (most dropped first).
+        per_mode (`datasets.Dataset` or `None`): one row per mode, most dropped first: by the share of its real images
+            that are not makeable, then by relative gap.
         info (`dict`): the protocol: model, data, extractor, k, counts, seed, seconds, versions, notes.
         artifacts (`dict`): what the figures draw (histograms, the confusion matrix, the worst images).
     """
@@ -163,7 +165,7 @@ def coverage_report(
     >>> from veegan_hf.coverage import coverage_report
     >>> pipe = VEEGAN.from_pretrained("spaces/veegan-mnist")
     >>> report = coverage_report(pipe, "mnist", num_real=500, refine_worst=4, refine_steps=5)  # doctest: +SKIP
-    >>> report.per_mode["mode"][0]  # the most under-generated digit  # doctest: +SKIP
+    >>> report.per_mode["mode"][0]  # the digit whose real images it most often cannot make  # doctest: +SKIP
     ```
     """
     for name, value, low in (
@@ -254,10 +256,11 @@ def coverage_report(
             "not_makeable": not_makeable.tolist(),
         }
     )
-    rows = mode_table(data, generated_labels, neighbours, errors, kept)
+    rows = mode_table(data, generated_labels, neighbours, errors, kept, not_makeable)
     per_mode = datasets.Dataset.from_list(rows) if rows else None
     if rows:
         metrics["most_dropped_mode"] = rows[0]["mode"]
+        metrics["most_under_generated_mode"] = min(rows, key=lambda row: row["relative_gap"])["mode"]
     from .. import __version__
 
     info = {
