@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from veegan_hf import train as train_module
@@ -217,9 +217,11 @@ def test_the_launchers_precision_is_honoured_and_a_conflict_refused(tmp_path, mo
         st.integers(-(10**15), 10**15).map(str),
         st.floats(allow_nan=True, allow_infinity=True).map(repr),
         st.text(max_size=6),
-        st.sampled_from(["true", "false", "none", "1e400", "-0", "0x10", "nan", ""]),
+        st.sampled_from(["true", "false", "none", "1e400", "-0", "0x10", "nan", "", "--", "---", "--x", "-"]),
     ),
 )
+@example(name="use_ema", value="--")  # argparse blamed "--" alone: "unrecognized arguments: --"
+@example(name="learning_rate", value="--lerning_rate")
 def test_any_flag_value_is_accepted_or_named(name, value):
     try:
         config = parse_config(["--dataset_name", "ring", f"--{name}", value])

@@ -124,8 +124,14 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     options = {f"--{name}" for name in fields()} | {"--config"}
     out: list[str] = []
     for token in argv:
-        if out and out[-1] in options and token.startswith("-") and not token.startswith("--"):
-            out[-1] = f"{out[-1]}={token}"
+        flag = out[-1] if out else None
+        if flag in options and token.startswith("--") and token.split("=", 1)[0] not in options | {"--print_config"}:
+            # `--use_ema --` or `--seed --1`: argparse would blame the token alone ("unrecognized arguments: --")
+            near = difflib.get_close_matches(token.split("=", 1)[0], sorted(options), 1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"{flag} was followed by {token!r}, which is neither its value nor an option{hint}.")
+        if flag in options and token.startswith("-") and not token.startswith("--"):
+            out[-1] = f"{flag}={token}"
         else:
             out.append(token)
     return out
