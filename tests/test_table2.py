@@ -131,3 +131,11 @@ def test_reduced_d_smoke_logs_every_run_and_resumes(tmp_path, monkeypatch):
     assert table2_reduced_d.main(args[2:]) == 0  # the same runs again: all reused, nothing appended
     assert len(log.read_text().splitlines()) == 4
     assert json.loads((tmp_path / "table2_reduced_d_smoke.json").read_text())["summary"] == payload["summary"]
+    # --render_only at another commit trains nothing and still tabulates every logged run, each seed's modes shown
+    monkeypatch.setenv("VEEGAN_COMMIT", "e" * 40)
+    assert table2_reduced_d.main([*args[2:], "--render_only"]) == 0
+    assert len(log.read_text().splitlines()) == 4
+    rendered = json.loads((tmp_path / "table2_reduced_d_smoke.json").read_text())
+    assert rendered["summary"] == payload["summary"] and rendered["meta"]["commit"] == "d" * 40
+    modes = payload["summary"]["gan/d4"]["modes_covered"]["values"]
+    assert f"({', '.join(f'{v:g}' for v in modes)})" in (tmp_path / "table2_reduced_d_smoke.md").read_text()
