@@ -90,7 +90,9 @@ class CoverageHandler:
             f"images are uncovered (real data against itself: {100 * m['baseline_uncovered_fraction']:.1f}%) and "
             f"{100 * m['not_makeable_fraction']:.1f}% are not makeable."
         )
-        if "most_dropped_mode" in m:
+        if m.get("most_dropped_ties", 1) > 1:
+            text += f" {m['most_dropped_ties']} modes tie as the ones it most often cannot make."
+        elif "most_dropped_mode" in m:
             text += f" The mode it most often cannot make is **{m['most_dropped_mode']}**."
         return text + f" Features: {m['info']['feature_extractor']}."
 

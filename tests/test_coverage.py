@@ -46,7 +46,8 @@ def test_a_dropped_cluster_is_ranked_first_and_fills_the_worst_list():
     points, labels = _toy_data()
     report = coverage_report(_toy_pipe(), (points, labels), refine_worst=8, refine_steps=3, fid=False, progress=False)
     assert report.per_mode["mode"][0] == 0 and report.per_mode["generated_share"][0] == 0.0
-    assert report.metrics["most_dropped_mode"] == 0
+    assert report.metrics["most_dropped_mode"] == 0 and report.metrics["most_dropped_ties"] == 1
+    assert "Most dropped mode: 0 " in report.to_markdown()
     dropped = sum(1 for label in report.per_image["label"] if label == 0)
     worst = report.worst(dropped // 2, by="coverage_ratio")
     assert all(report.per_image["label"][i] == 0 for i in worst)
@@ -55,6 +56,26 @@ def test_a_dropped_cluster_is_ranked_first_and_fills_the_worst_list():
     assert report.metrics["coverage"] == pytest.approx(0.9 * report.metrics["baseline_coverage"], abs=0.04)
     uncovered = [label for label, covered in zip(report.per_image["label"], report.per_image["covered"]) if not covered]
     assert sum(label == 0 for label in uncovered) > 0.8 * len(uncovered)
+
+
+class _OnlyMakes(nn.Module):
+    """G of a collapsed toy model: every z -> one point of cluster 5."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return CENTRES[5].expand(len(latents), 2) + 0.01 * latents[:, :2]
+
+
+def test_a_collapsed_model_names_no_single_dropped_mode():
+    # nine clusters are equally unmakeable: naming the first of them would single one out at random
+    pipe = _toy_pipe()
+    pipe.generator.net = _OnlyMakes()
+    report = coverage_report(pipe, _toy_data(1000), refine_worst=2, refine_steps=2, fid=False, progress=False)
+    assert report.metrics["most_dropped_ties"] == 9 and report.per_mode["generated_share"][-1] == 1.0
+    assert "No single mode stands out: 9 of 10 modes tie as most dropped" in report.to_markdown()
 
 
 WITHOUT_3 = Path(__file__).parents[1] / "benchmarks" / "results" / "models" / "mnist_without_3"

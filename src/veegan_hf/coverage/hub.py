@@ -24,8 +24,13 @@ def card_section(report, path_in_repo: str) -> str:
     table = "\n".join(
         f"| {name} | {value:.3f} | {'–' if base is None else f'{base:.3f}'} |" for name, value, base in rows
     )
+    ties = m.get("most_dropped_ties", 1)
     dropped = (
-        f" Most dropped mode (least often makeable): {m['most_dropped_mode']}." if "most_dropped_mode" in m else ""
+        ""
+        if "most_dropped_mode" not in m
+        else f" {ties} modes tie as most dropped (least often makeable)."
+        if ties > 1
+        else f" Most dropped mode (least often makeable): {m['most_dropped_mode']}."
     )
     return (
         f"{SECTION_START}\n## Coverage report\n\nWhich real images this model cannot make "

@@ -51,8 +51,9 @@ class CoverageReport:
             data row), `expected_coverage` (a perfect model's), `uncovered_fraction`, `not_makeable_fraction`,
             `reconstruction_mse_median`, `generated_reconstruction_mse_p99` (the floor), `fid` / `kid_mean` /
             `kid_std` and their `baseline_` twins when torchmetrics is installed, and the mode metrics where the data
-            has modes, with `most_dropped_mode` (the first `per_mode` row) and `most_under_generated_mode` (the lowest
-            generated share against real).
+            has modes, with `most_dropped_mode` (the first `per_mode` row), `most_dropped_ties` (how many modes share
+            its place: many for a collapsed model) and `most_under_generated_mode` (the lowest generated share against
+            real).
         per_image (`datasets.Dataset`): one row per audited real image.
         per_mode (`datasets.Dataset` or `None`): one row per mode, most dropped first: by the share of its real images
             that are not makeable, then by relative gap.
@@ -260,6 +261,9 @@ def coverage_report(
     per_mode = datasets.Dataset.from_list(rows) if rows else None
     if rows:
         metrics["most_dropped_mode"] = rows[0]["mode"]
+        # a collapsed model leaves hundreds of modes equally unmakeable: then no single mode is "the" dropped one
+        first = (rows[0]["not_makeable_rate"], rows[0]["relative_gap"])
+        metrics["most_dropped_ties"] = sum((r["not_makeable_rate"], r["relative_gap"]) == first for r in rows)
         metrics["most_under_generated_mode"] = min(rows, key=lambda row: row["relative_gap"])["mode"]
     from .. import __version__
 
