@@ -276,3 +276,11 @@ def test_training_ends_when_its_launcher_dies(tmp_path):
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive, "the training process outlived its launcher"
+
+
+def test_reconstructor_adversarial_weight_needs_veegan_and_a_joint_d():
+    assert parse_config(["--reconstructor_adversarial_weight", "0.5"]).reconstructor_adversarial_weight == 0.5
+    with pytest.raises(ConfigError, match="--reconstructor_adversarial_weight 0.5 trains F against a joint D"):
+        parse_config(["--reconstructor_adversarial_weight", "0.5", "--discriminator_reads_latents", "false"])
+    with pytest.raises(ConfigError, match="--objective ali does not use it"):
+        parse_config(["--objective", "ali", "--reconstructor_adversarial_weight", "1"])

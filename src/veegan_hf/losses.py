@@ -145,7 +145,20 @@ def ali_encoder_generator_loss(fake_logits: torch.Tensor, real_logits: torch.Ten
         real_logits (`torch.Tensor` of shape `(batch,)`): D(F(x) + noise, x), D's weights held fixed.
     """
     # -log(1 - sigmoid(D(z, G(z)))) - log sigmoid(D(F(x) + eps, x))
-    return nnf.softplus(fake_logits).mean() + nnf.softplus(-real_logits).mean()
+    return nnf.softplus(fake_logits).mean() + reconstructor_adversarial_loss(real_logits)
+
+
+def reconstructor_adversarial_loss(real_logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    F's adversarial term: F's codes of data, paired with the data, must pass for generated pairs (z ~ N(0, I), G(z)).
+    BiGAN's encoder objective, added to VEEGAN's F by `--reconstructor_adversarial_weight`; this module's sign
+    convention (D large on generated pairs).
+
+    Args:
+        real_logits (`torch.Tensor` of shape `(batch,)`): D(F(x) + noise, x), D's weights held fixed.
+    """
+    # -log sigmoid(D(F(x) + eps, x))
+    return nnf.softplus(-real_logits).mean()
 
 
 def pack(samples: torch.Tensor, pack_size: int) -> torch.Tensor:

@@ -40,6 +40,7 @@ from .losses import (
     pack,
     r1_penalty,
     reconstruction_loss,
+    reconstructor_adversarial_loss,
     sample_reconstruction_loss,
 )
 
@@ -65,6 +66,8 @@ class LossOptions:
             so that z must survive it: G cannot hide z in variations finer than the noise; `veegan` only.
         joint_discriminator (`bool`): D judges (z, x) pairs, Algorithm 1; False keeps VEEGAN's noise reconstruction
             but lets D judge x alone (D must then be built with `latent_dim=0`); `veegan` only.
+        reconstructor_adversarial_weight (`float`): beta on F's own adversarial term, -log sigmoid(D(F(x) + eps, x)),
+            0 for Algorithm 1 (F learns from the reconstruction alone); `veegan` with a joint D only.
     """
 
     noise_std: float = 1.0
@@ -79,6 +82,7 @@ class LossOptions:
     data_reconstruction_weight: float = 0.0
     reconstructor_input_noise: float = 0.0
     joint_discriminator: bool = True
+    reconstructor_adversarial_weight: float = 0.0
 
 
 class Networks(NamedTuple):
@@ -232,7 +236,15 @@ def veegan_losses(
         codes = (fake_z,) if o.joint_discriminator else ()
         fake_logits = _frozen_forward(networks.frozen_discriminator, pack(fake_samples, pack_size), *codes)  # (num,)
         # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
-        return generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss) + cycle
+        loss = generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss) + cycle
+        if o.reconstructor_adversarial_weight > 0 and o.joint_discriminator:
+            # + beta * -log sigmoid(D(F(x) + eps, x)): F's codes of data must pass for z ~ N(0, I). Algorithm 1 trains F
+            # on ||z - F(G(z))||^2 alone, so nothing stops F(x) drifting off N(0, I); a joint D then tells the pairs
+            # apart by z alone, and G's adversarial term no longer says anything about x (benchmarks/README.md)
+            codes = pack(_noisy(real_means, o.noise_std), pack_size)  # (num, pack_size * latent_dim), trains theta
+            real_logits = _frozen_forward(networks.frozen_discriminator, real_x, codes)  # (num,)
+            loss = loss + o.reconstructor_adversarial_weight * reconstructor_adversarial_loss(real_logits)
+        return loss
 
     zero = d_loss.new_zeros(())
     return StepLosses(
@@ -357,6 +369,7 @@ OBJECTIVES: dict[str, Objective] = {
             "data_reconstruction_weight",
             "reconstructor_input_noise",
             "joint_discriminator",
+            "reconstructor_adversarial_weight",
         ),
     ),
     "gan": Objective(gan_losses, joint=False, pack_option=None, compiles=True, options=_D_OPTIONS),

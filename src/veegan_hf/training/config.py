@@ -53,6 +53,8 @@ class TrainingConfig:
     symmetric_latent_noise: bool = False  # veegan: the same noise on generated pairs' z, so |z| tells D nothing
     reconstructor_input_noise: float = 0.0  # veegan: F reads x + N(0, s^2 I) in training, so z survives coarse noise
     discriminator_reads_latents: bool = True  # veegan: D judges (z, x) pairs; false: x alone, with the z reconstruction
+    # veegan: beta on F's own adversarial term, so D cannot tell data pairs from generated ones by z alone (0: Alg. 1)
+    reconstructor_adversarial_weight: float = 0.0
     reconstructor_base_channels: int | None = None  # F's conv width; None: base_channels (F mirrors G)
     activation: str = "relu"  # G and F hidden activation
     # mlp G: BatchNorm after each hidden layer (PacGAN's 2-D G); F and D never. Per-process statistics under DDP, and
@@ -162,6 +164,11 @@ OBJECTIVE_SPECIFIC = {
         "--reconstructor_input_noise {value} jitters the input of VEEGAN's F, which only VEEGAN trains on a "
         "reconstruction; --objective {objective} does not use it. Drop the option.",
     ),
+    "reconstructor_adversarial_weight": (
+        "reconstructor_adversarial_weight",
+        "--reconstructor_adversarial_weight {value} trains VEEGAN's F against its joint D; --objective {objective} "
+        "does not use it (ali already trains F adversarially). Drop the option.",
+    ),
     "symmetric_latent_noise": (
         "symmetric_latent_noise",
         "--symmetric_latent_noise applies to --objective veegan, whose F is not trained adversarially; "
@@ -194,6 +201,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "joint_pack_size": SIZE_LIMITS["pack_size"],
     "reconstructor_noise_std": (0, 100),
     "reconstructor_input_noise": (0, 100),
+    "reconstructor_adversarial_weight": (0, 1e6),
     "reconstructor_base_channels": SIZE_LIMITS["base_channels"],
     "discriminator_sample_scale": (1e-6, 1e6),
     "r1_weight": (0, None),
@@ -253,6 +261,11 @@ def validate(config: TrainingConfig) -> None:
         raise ConfigError(
             f"--discriminator_marginal_head needs a joint discriminator, but --objective {config.objective} already "
             "judges x alone. Use --objective veegan or ali, or drop the option."
+        )
+    if config.reconstructor_adversarial_weight > 0 and not config.discriminator_reads_latents:
+        raise ConfigError(
+            f"--reconstructor_adversarial_weight {config.reconstructor_adversarial_weight} trains F against a joint D, "
+            "but --discriminator_reads_latents false lets D judge x alone. Drop one of the two."
         )
     for name, (option, error) in OBJECTIVE_SPECIFIC.items():
         value = getattr(config, name)
@@ -358,6 +371,7 @@ def loss_options(config: TrainingConfig, pack_size: int, reconstruction_weight: 
         data_reconstruction_weight=config.data_reconstruction_weight,
         reconstructor_input_noise=config.reconstructor_input_noise,
         joint_discriminator=config.discriminator_reads_latents,
+        reconstructor_adversarial_weight=config.reconstructor_adversarial_weight,
     )
 
 
