@@ -1,5 +1,6 @@
-"""Commits one trained run of a table as an inspectable model: its generator and reconstructor (no discriminator),
-its card naming the objective that trained it, the run's scores and its resolved options.
+"""Commits one trained run of a table as an inspectable model: its generator, reconstructor and discriminator (D is a
+few kB here, and rejection sampling and `latent_shortcut.py` read it), its card naming the objective that trained it,
+the run's scores and its resolved options.
 
     python benchmarks/export_table_model.py RUN_DIR benchmarks/results/models/dcgan_d4 \
         --log benchmarks/results/table2_reduced_d_runs.jsonl --row gan --column d4 --seed 0
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", required=True)
     parser.add_argument("--column", required=True)
     parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--without_discriminator", action="store_true", help="commit G and F only")
     args = parser.parse_args(argv)
 
     from veegan_hf import VEEGAN
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.get("seed") != args.seed or config.get("objective") != record["objective"]:
         parser.error(f"{args.run_dir} is not that run: seed {config.get('seed')}, objective {config.get('objective')}")
     metrics = {k: record["metrics"][k] for k in SCORES if k in record["metrics"]}
-    pipe = VEEGAN.from_pretrained(args.run_dir, load_discriminator=False)
+    pipe = VEEGAN.from_pretrained(args.run_dir, load_discriminator=not args.without_discriminator)
     pipe.save_pretrained(args.output_dir, dataset_name=config["dataset_name"], metrics=metrics, training_config=config)
     (args.output_dir / "table_run.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{args.output_dir}: {record['row']}/{record['column']} seed {args.seed}, commit {record['commit'][:8]}")

@@ -8,6 +8,7 @@ import torch
 from benchmarks import table2
 from tests.conftest import make_pipeline
 from veegan_hf.evaluation import draw_samples, inversion_metrics
+from veegan_hf.provenance import REPO
 
 BUDGET_KEYS = ("ivom_num_restarts", "ivom_num_steps", "ivom_learning_rate", "ivom_num_images")
 
@@ -139,3 +140,15 @@ def test_reduced_d_smoke_logs_every_run_and_resumes(tmp_path, monkeypatch):
     assert rendered["summary"] == payload["summary"] and rendered["meta"]["commit"] == "d" * 40
     modes = payload["summary"]["gan/d4"]["modes_covered"]["values"]
     assert f"({', '.join(f'{v:g}' for v in modes)})" in (tmp_path / "table2_reduced_d_smoke.md").read_text()
+
+
+def test_the_committed_reduced_d_veegan_judges_pairs_by_their_code_alone():
+    """benchmarks/latent_shortcut.py on the committed VEEGAN at D = 1/4: its D tells generated from data pairs by z
+    alone (swapping the codes swaps every verdict), and F's codes of real images lie far from N(0, I)."""
+    from benchmarks import latent_shortcut
+
+    result = latent_shortcut.diagnose(REPO / "benchmarks" / "results" / "models" / "veegan_d4", num=256)
+    verdicts = {name: (v["first_right"], v["second_right"]) for name, v in result["verdicts"].items()}
+    assert min(verdicts["as_trained"]) > 0.95 and min(verdicts["images_swapped"]) > 0.95
+    assert max(verdicts["codes_swapped"]) < 0.05
+    assert result["f_of_x_mean_abs"] > 1.0
