@@ -1,6 +1,7 @@
 """Discriminator rejection sampling: with an oracle D it turns G's samples into the data distribution; a joint D
 judges the code that made each sample; a packing D, every image family and the bounds behave."""
 
+import json
 import math
 
 import pytest
@@ -132,3 +133,20 @@ def test_every_target_outside_0_1_is_refused_by_name(target):
     else:
         with pytest.raises(ValueError, match="target_acceptance"):
             RejectionSampling(target_acceptance=target)
+
+
+def test_the_rejection_benchmark_scores_plain_and_drs_rows_from_one_model(tmp_path):
+    """benchmarks/rejection_sampling.py: a plain row and one row per target, modes and HQ by the mixture protocol,
+    the acceptance near its target, and a markdown table with the sampler named."""
+    from benchmarks import rejection_sampling
+
+    pipe = make_pipeline("mlp-2d")
+    pipe.save_pretrained(tmp_path / "run")
+    (tmp_path / "run" / "training_config.json").write_text(json.dumps({"dataset_name": "grid", "objective": "veegan"}))
+    args = [str(tmp_path / "run"), "--targets", "0.5", "--seeds", "0", "--output", str(tmp_path / "rs")]
+    assert rejection_sampling.main(args) == 0
+    rows = json.loads((tmp_path / "rs.json").read_text())["rows"]
+    assert [r["target_acceptance"] for r in rows] == [None, 0.5]
+    assert rows[0]["acceptance_rate"] == 1.0 and abs(rows[1]["acceptance_rate"] - 0.5) < 0.1
+    assert all(r["num_modes"] == 25 and 0 <= r["hq_percent"] <= 100 for r in rows)
+    assert "DRS, target 0.5" in (tmp_path / "rs.md").read_text()
