@@ -114,6 +114,10 @@ BROKEN_FOLDERS = {
         ),
         "is torch.int64, expected torch.float32",
     ),
+    "model_index links to a device": (
+        lambda f: ((f / "model_index.json").unlink(), (f / "model_index.json").symlink_to("/dev/null")),
+        "is not a regular file",
+    ),
     "truncated weights": (
         lambda f: (f / "generator" / WEIGHTS_NAME).write_bytes((f / "generator" / WEIGHTS_NAME).read_bytes()[:100]),
         "truncated or corrupt",
@@ -346,3 +350,18 @@ def test_any_interpolation_works_or_names_the_argument(image_pipe, num_steps, me
         assert any(name in str(err) for name in ("num_steps", "method")), err
         return
     assert torch.isfinite(out.latents).all() and torch.isfinite(out.images).all()
+
+
+def test_an_io_error_on_model_index_names_the_file(saved, tmp_path, monkeypatch):
+    """EIO on the lookup itself (a link to a device that fails, a dying disk) is named, never a raw OSError."""
+    folder = _copy(saved, tmp_path)
+    real_is_file = Path.is_file
+
+    def failing(path):
+        if path.name == "model_index.json":
+            raise OSError(5, "Input/output error")
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", failing)
+    with pytest.raises(ValueError, match=r"model_index.json cannot be read \(Input/output error\)"):
+        VEEGAN.from_pretrained(folder)

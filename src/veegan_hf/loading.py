@@ -51,9 +51,20 @@ MAX_JSON_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is not a
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def is_regular_file(path: Path, what: str) -> bool:
+    """`path.is_file()`, with an I/O error on the lookup itself (EIO from a device link, a dying disk) turned into a
+    ValueError that names the file."""
+    try:
+        return path.is_file()
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err}); {what}.") from None
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A JSON object from `path`, or a ValueError that names the file and what is wrong with it."""
-    if not path.is_file():
+    if not is_regular_file(path, what):
+        if path.is_symlink() or path.exists():
+            raise ValueError(f"{path} is not a regular file (a folder, a device or a broken link); {what}.")
         raise ValueError(f"{path} is missing; {what}.")
     try:
         with path.open("rb") as handle:
@@ -78,12 +89,13 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def read_model_index(folder: Path) -> dict[str, tuple[str, str] | None]:
     """`model_index.json` -> component name -> (library, class), or None for an absent optional component."""
     path = folder / "model_index.json"
-    if not path.is_file() and (folder / "pipeline" / "model_index.json").is_file():
+    what = f"{folder} is not a VEEGAN pipeline saved by save_pretrained"
+    if not is_regular_file(path, what) and is_regular_file(folder / "pipeline" / "model_index.json", what):
         raise ValueError(
             f"{folder} is a training checkpoint (optimizer state and all): its model is in {folder / 'pipeline'}. "
             f"Load VEEGAN.from_pretrained({str(folder / 'pipeline')!r})."
         )
-    index = read_json(path, f"{folder} is not a VEEGAN pipeline saved by save_pretrained")
+    index = read_json(path, what)
     class_name = index.get("_class_name", PIPELINE_CLASS)
     if class_name != PIPELINE_CLASS:
         raise ValueError(
