@@ -18,28 +18,8 @@ Errors carry the Hub's `X-Error-Code` header, which huggingface_hub maps to exce
 revision `RevisionNotFound`, a missing file `EntryNotFound`; the token `INVALID_TOKEN` gets the Hub's 401 for bad
 credentials. Every request is logged; any other URL or method answers a bare 404 and is logged as unexpected.
 
-Uploads are served as `HfApi.create_repo` and `HfApi.upload_folder` (hence `push_to_hub`) send them; each needs a
-token (no Authorization header answers 401):
-
-- `POST /api/repos/create` `{"name", "organization", "visibility"?}`: creates the repo with the Hub's initial commit
-  (a `.gitattributes` marking `LFS_SUFFIXES` as LFS) on `main` and answers `{"url", "name", "id"}`; an existing repo
-  answers 409 with the same `url`, which `create_repo(..., exist_ok=True)` accepts. A repo without an organization
-  goes to the token's user, `USER`.
-- `POST /api/validate-yaml` `{"content", "repoType"}`: the README's front matter must parse as a YAML mapping
-  (400 with `errors` otherwise), as the Hub checks before any upload.
-- `POST /api/models/{repo}/preupload/{rev}` `{"files": [{"path", "sample", "size"}]}`: answers each file's
-  `uploadMode` and the `oid` of the file already there (so that unchanged files are skipped, as on the Hub). Every
-  file is "regular" (base64 in the commit) by default: the Hub answers "lfs" for weights, but a client with `hf_xet`
-  installed (huggingface_hub's default) then uploads them through Xet storage, which this stand-in does not serve.
-  With `FakeHub(lfs_uploads=True)`, files of `LFS_SUFFIXES` are "lfs", for clients with `HF_HUB_DISABLE_XET=1`:
-- `POST /{repo}.git/info/lfs/objects/batch`: the git-lfs batch API; each object not stored yet gets an `upload`
-  action (`PUT {cdn}/{sha256}`, checked against its sha256) and a `verify` action
-  (`POST /{repo}.git/info/lfs/objects/verify`).
-- `POST /api/models/{repo}/commit/{rev}`: the ndjson commit (a `header` line, then `file` lines with base64
-  content, `lfsFile` lines naming uploaded LFS objects, `deletedFile`/`deletedFolder` lines) applied on top of the
-  branch's head with `add_commit`; a stale `parentCommit` answers 412. It answers `{"success", "commitOid",
-  "commitUrl", "hookOutput"}`. Pull requests (`create_pr=1`) are not served: that answers a 404 logged as unexpected.
-  Gitignore rules are not applied, and private repos are readable by anyone (only `private` in the model info shows).
+Uploads (`create_repo`, `upload_folder`, hence `push_to_hub`) are served by `hub_uploads.py`, whose docstring lists
+them.
 
 `FakeHub.files(repo_id, revision="main") -> dict[str, bytes]` returns what a revision (branch, tag or commit) holds,
 repo path -> content, so that a test can check what was pushed; `FakeHub.repos[repo_id].messages` holds each pushed

@@ -15,7 +15,7 @@ import torch
 
 CHANNEL_WEIGHTS = (100, 10, 1)  # Stacked MNIST: the three channels' digits are the hundreds, tens and units of a mode
 if TYPE_CHECKING:
-    from .data import GaussianMixture
+    from .mixtures import GaussianMixture
 
 # r* holds this much of a mode's own mass; in 2-D the radius is exactly 3 std, the paper's rule.
 HQ_TAIL_MASS = math.exp(-4.5)  # 1 - 0.98889

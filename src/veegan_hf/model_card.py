@@ -3,7 +3,6 @@ It never holds a local path: a local folder is named by its last component, a bu
 
 import json
 import math
-import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .card_datasets import DatasetInfo, describe_dataset, last_component
+from .card_datasets import DatasetInfo, describe_dataset
+from .card_scrub import scrub_option, scrub_text
 from .data import BUILTIN_DATASETS
 from .plotting import GRID_SAMPLES, SAMPLES_NAME, SCATTER_SAMPLES, is_2d_mixture
 
@@ -54,13 +54,6 @@ _OUT_OF = re.compile(r"\s*\(of ([\d,]+)\)$")  # " (of 1000)" at the end of a mod
 DATASET_KEY = "veegan_dataset"
 OBJECTIVE_KEY = "veegan_objective"  # written for the baselines only: a card without it describes VEEGAN
 LEGACY_DATASET_KEY = "training_dataset"  # written by earlier versions, sometimes with a local path in it
-# options of the training record that name files or folders: only their last component is shown
-PATH_OPTIONS = frozenset(
-    {"output_dir", "train_data_dir", "dataset_name", "cache_dir", "resume_from_checkpoint", "logging_dir"}
-)
-# an absolute POSIX, home or Windows path inside a longer string, e.g. "--output_dir /tmp/run" or "x=C:\data\faces";
-# the look-behind skips the "//host/..." of a URL and the second half of a Hub id
-_EMBEDDED_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[/\\][^\s\"'`,;()\[\]{}]+")
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -92,58 +85,6 @@ def _card_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
         and isinstance(value, (int, float))
         and not isinstance(value, bool)  # a flag is not a measurement
     }
-
-
-# ---------------------------------------------------------------------------------------------------- scrubbing
-
-
-def _scrub_text(text: str) -> str:
-    """Every absolute path inside `text` replaced by its last component."""
-    return _EMBEDDED_PATH.sub(lambda match: last_component(match.group(0)) or match.group(0), text)
-
-
-def _scrub_command(command: str) -> str:
-    """A command line with every path reduced to its last component, relative ones after path options included."""
-    tokens, previous = [], ""
-    for token in command.split(" "):
-        flag, sep, value = token.partition("=")
-        if sep and flag.lstrip("-") in PATH_OPTIONS:  # --output_dir=runs/ring
-            token = f"{flag}={scrub_option(flag.lstrip('-'), value)}"
-        elif previous.lstrip("-") in PATH_OPTIONS and not token.startswith("-"):  # --output_dir runs/ring
-            token = scrub_option(previous.lstrip("-"), token)
-        tokens.append(_scrub_text(token))
-        previous = token if token.startswith("--") else ""
-    return " ".join(tokens)
-
-
-def scrub_option(key: str, value: Any) -> Any:
-    r"""
-    One training option as the card may show it: no local filesystem path survives.
-
-    Args:
-        key (`str`): the option's name; path options (`PATH_OPTIONS`) keep only their last path component, a
-            `dataset_name` keeps a Hub id and loses a local folder's parent path.
-        value (`Any`): the option's value; dicts and lists are scrubbed item by item.
-
-    Returns:
-        `Any`: the value, with every path reduced to its last component.
-    """
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, dict):
-        return {k: scrub_option(str(k), v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub_option(key, v) for v in value]
-    if not isinstance(value, str):
-        return value
-    if key == "command":
-        return _scrub_command(value)
-    if key == "dataset_name":
-        info = describe_dataset(value)
-        return info.name if info is not None else value
-    if key in PATH_OPTIONS and ("/" in value or "\\" in value):
-        return last_component(value)
-    return _scrub_text(value)
 
 
 # ---------------------------------------------------------------------------------------------------- the card
@@ -340,7 +281,7 @@ def _training_section(training_config: dict[str, Any] | None) -> str:
     if not training_config:
         return ""
     scrubbed = {key: scrub_option(str(key), value) for key, value in training_config.items()}
-    options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: _scrub_text(str(v)))
+    options = json.dumps(scrubbed, indent=2, sort_keys=True, default=lambda v: scrub_text(str(v)))
     return (
         f"## Training\n\n{_training_run(training_config)}<details><summary>Resolved training options</summary>"
         f"\n\n```json\n{options}\n```\n</details>"
@@ -379,7 +320,7 @@ def _training_run(record: dict[str, Any]) -> str:
     if len(segments) > 1 or (segments and segments[0].get("from_step")):
         text += "Trained in launches (each resume is one):\n\n"
         for i, part in enumerate(segments, 1):
-            data, command = scrub_option("dataset_name", part.get("data")), _scrub_text(str(part.get("command")))
+            data, command = scrub_option("dataset_name", part.get("data")), scrub_text(str(part.get("command")))
             commit = str(part.get("commit") or "unknown")[:12]
             steps = f"{part.get('from_step')}–{part.get('to_step')}"
             text += f"{i}. steps {steps} on `{data}`, commit `{commit}`: `{command}`\n"

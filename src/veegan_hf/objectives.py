@@ -20,8 +20,7 @@ Two devices make the routing exact without extra backward passes:
 - the generator's view of D runs D's *own* weights as detached tensors (`torch.func.functional_call`), so the
   adversarial term trains G without leaving gradients on D, and without touching DDP's gradient hooks.
 
-Every network runs forward once per step on a concatenated batch, which keeps DDP happy; a BatchNorm D (`"metz"`)
-normalizes the generated and data halves apart (`batch_groups=2`), as the reference code's two D calls do.
+One forward per network per step, on a concatenated batch (DDP-friendly); a BatchNorm D normalizes the halves apart.
 """
 
 from collections.abc import Callable
@@ -192,11 +191,9 @@ def veegan_losses(
         options (`LossOptions`, *optional*): `noise_std`, `reconstruction_weight` (lambda), `adversarial_loss`,
             `pack_size` (D judges that many (z, x) pairs at once, PacGAN's packing on the joint D; 1 is Algorithm 1),
             `discriminator_loss_form`, `r1_weight`, and `symmetric_latent_noise`: D also sees the generated pair's code
-            with the same N(0, noise_std^2 I) noise, (z + eps', G(z)). Algorithm 1 adds it to data pairs only, so the
-            codes of data pairs are wider than z ~ N(0, I) and D can tell the pairs apart by ||z|| alone; convolving
-            both joints with one noise kernel keeps their divergence zero exactly when they match. With
-            `data_reconstruction_weight` mu > 0, G and F also minimize mu * ||x - G(F(x))||^2, a supervised signal on
-            the data itself (benchmarks/README.md: a small gain on digits, mode collapse on the 2-D mixtures).
+            with the same noise, (z + eps', G(z)), so ||z|| alone cannot tell the pairs apart, and the two joints
+            still match exactly when the model is right. With `data_reconstruction_weight` mu > 0, G and F also
+            minimize mu * ||x - G(F(x))||^2 (benchmarks/README.md: a small gain on digits, collapse on the mixtures).
     """
     generator, reconstructor, discriminator, _ = networks
     batch, o, pack_size = real_samples.shape[0], options, options.pack_size
@@ -238,9 +235,8 @@ def veegan_losses(
         # d(z, G(z)) trains theta (line 9) and gamma (line 11); lambda only rescales F's gradient, which Adam ignores.
         loss = generator_loss(fake_logits, reconstruction, o.reconstruction_weight, o.adversarial_loss) + cycle
         if o.reconstructor_adversarial_weight > 0 and o.joint_discriminator:
-            # + beta * -log sigmoid(D(F(x) + eps, x)): F's codes of data must pass for z ~ N(0, I). Algorithm 1 trains F
-            # on ||z - F(G(z))||^2 alone, so nothing stops F(x) drifting off N(0, I); a joint D then tells the pairs
-            # apart by z alone, and G's adversarial term no longer says anything about x (benchmarks/README.md)
+            # + beta * -log sigmoid(D(F(x) + eps, x)): without it nothing keeps F(x) near N(0, I), and a joint D can
+            # tell the pairs apart by z alone (benchmarks/latent_shortcut.py)
             codes = pack(_noisy(real_means, o.noise_std), pack_size)  # (num, pack_size * latent_dim), trains theta
             real_logits = _frozen_forward(networks.frozen_discriminator, real_x, codes)  # (num,)
             loss = loss + o.reconstructor_adversarial_weight * reconstructor_adversarial_loss(real_logits)
