@@ -156,7 +156,7 @@ def test_resumes_that_do_not_fit_name_the_option(tmp_path, capsys):
     assert run(*common, "--max_train_steps", "6", "--resume_from_checkpoint", "latest") == 0  # a fitting resume
 
 
-def test_resume_latest_in_an_empty_folder_says_so(tmp_path, caplog):
+def test_resume_latest_in_an_empty_folder_says_so(tmp_path, caplog, capsys):
     out = tmp_path / "fresh"
     assert (
         run(
@@ -172,6 +172,14 @@ def test_resume_latest_in_an_empty_folder_says_so(tmp_path, caplog):
         == 0
     )
     assert any("holds no checkpoint yet; starting from step 0" in r.getMessage() for r in caplog.records)
+    # the same call on the finished run (no checkpoint: --checkpointing_steps was never given) would retrain it from
+    # step 0 and replace it; it is refused, and the model stays
+    weights = (out / "generator" / "diffusion_pytorch_model.safetensors").read_bytes()
+    again = ("--dataset_name", "ring", "--max_train_steps", "2", "--output_dir", str(out))
+    assert run(*again, "--resume_from_checkpoint", "latest") != 0
+    err = capsys.readouterr().err
+    assert "holds a run" in err and "no checkpoint to continue from" in err and "--overwrite_output_dir" in err
+    assert (out / "generator" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
 
 
 def test_the_launchers_precision_is_honoured_and_a_conflict_refused(tmp_path, monkeypatch, capsys):

@@ -91,8 +91,19 @@ def prepare_output_dir(config: TrainingConfig, is_main_process: bool = True) -> 
     previous = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()] + [
         p.name for p in list_checkpoints(output_dir)
     ]
-    if not previous or config.resume_from_checkpoint:
+    if not previous:
         return
+    if config.resume_from_checkpoint:
+        if config.resume_from_checkpoint == "latest" and not list_checkpoints(output_dir):
+            if not config.overwrite_output_dir:  # starting over from step 0 would quietly replace a finished model
+                raise ConfigError(
+                    f"--resume_from_checkpoint latest: --output_dir {output_dir} holds a run "
+                    f"({', '.join(previous[:4])}) but no checkpoint to continue from (it was trained without "
+                    "--checkpointing_steps). Pass --overwrite_output_dir to train it anew from step 0, or another "
+                    "--output_dir."
+                )
+        else:
+            return
     if not config.overwrite_output_dir:
         raise ConfigError(
             f"--output_dir {output_dir} holds another run ({', '.join(previous[:4])}). Pass --overwrite_output_dir "

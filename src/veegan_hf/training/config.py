@@ -79,7 +79,7 @@ class TrainingConfig:
     update_order: str = "simultaneous"
 
     # optimization
-    train_batch_size: int = 500  # per process; the notebook's 500
+    train_batch_size: int = 500  # per process (500 is the notebook's; presets pick their own)
     max_train_steps: int = 2000  # optimizer steps
     max_train_seconds: float | None = None  # stop early after this much training wall time (None: no limit)
     fit_schedules_to_time: bool = True  # with max_train_seconds: the lr, lambda and EMA schedules end by the limit
@@ -102,7 +102,7 @@ class TrainingConfig:
     # checkpoints, logging, evaluation
     output_dir: str = "veegan-output"
     overwrite_output_dir: bool = False  # allow replacing another run's results in output_dir
-    checkpointing_steps: int | None = None  # save every N steps (None: only at the end)
+    checkpointing_steps: int | None = None  # a resumable checkpoint every N steps (None: none, model only)
     checkpoints_total_limit: int | None = 2  # keep the newest N checkpoints
     resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
     report_to: str = "tensorboard"  # tensorboard | wandb | none
@@ -112,7 +112,7 @@ class TrainingConfig:
     eval_at_end: bool = True  # the full-protocol evaluation written to metrics.json (the final figure is always made)
 
     # hub
-    push_to_hub: bool = False
+    push_to_hub: bool = False  # upload the trained model and its card to the Hub at the end (needs --hub_model_id)
     hub_model_id: str | None = None  # ORG/NAME on the Hub, for --push_to_hub
     hub_token: str | None = None  # a Hub token; defaults to the stored login (never written to any record)
 
