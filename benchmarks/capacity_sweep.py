@@ -11,6 +11,7 @@ Writes `benchmarks/results/capacity_sweep.{png,md}`: modes covered and KL agains
 one line per method, with the standard deviation over seeds as error bars.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def strong_discriminator_parameters(objective: str) -> int:
 
 
 def points(reduced: dict, strong: dict, veegan_row: str) -> dict[str, list[tuple]]:
-    """method -> [(D params, modes mean, modes std, KL mean, KL std, label)], smallest D first."""
+    """method -> [(D params, modes mean, modes std, KL mean, KL std, label, seeds)], smallest D first."""
     out: dict[str, list[tuple]] = {}
     for row, (strong_row, name) in METHODS.items():
         key_row = veegan_row if row == "veegan" else row
@@ -50,11 +51,14 @@ def points(reduced: dict, strong: dict, veegan_row: str) -> dict[str, list[tuple
                         cell["kl"]["mean"],
                         cell["kl"]["std"],
                         f"D = {label} G",
+                        cell["num_seeds"],
                     )
                 )
         strong_cell = strong["summary"].get(strong_row or "veegan")
         if strong_cell:
-            objective = strong_cell["objective"]
+            from benchmarks.table2 import ROWS as STRONG_ROWS
+
+            objective = STRONG_ROWS[strong_row or "veegan"][0]
             series.append(
                 (
                     strong_discriminator_parameters(objective),
@@ -63,6 +67,7 @@ def points(reduced: dict, strong: dict, veegan_row: str) -> dict[str, list[tuple
                     strong_cell["kl"]["mean"],
                     strong_cell["kl"]["std"],
                     "stacked_mnist preset",
+                    strong_cell["num_seeds"],
                 )
             )
         out[name] = sorted(series)
@@ -94,15 +99,20 @@ def plot(series: dict[str, list[tuple]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", type=Path, default=RESULTS, help="where capacity_sweep.{png,md} go")
+    output = parser.parse_args(argv).output_dir
     reduced = json.loads((RESULTS / "table2_reduced_d.json").read_text())
     strong = json.loads((RESULTS / "table2.json").read_text())
     veegan_row = reduced.get("meta", {}).get("veegan_row", "veegan")
     series = points(reduced, strong, veegan_row)
-    plot(series, RESULTS / "capacity_sweep.png")
-    lines = ["| method | D | D params | modes | KL |", "|---|---|---|---|---|"]
+    plot(series, output / "capacity_sweep.png")
+    lines = ["| method | D | D params | seeds | modes | KL |", "|---|---|---|---|---|---|"]
     for name, rows in series.items():
-        for params, modes, modes_std, kl, kl_std, label in rows:
-            lines.append(f"| {name} | {label} | {params:,} | {modes:.1f} ± {modes_std:.1f} | {kl:.2f} ± {kl_std:.2f} |")
+        for params, modes, modes_std, kl, kl_std, label, seeds in rows:
+            lines.append(
+                f"| {name} | {label} | {params:,} | {seeds} | {modes:.1f} ± {modes_std:.1f} | {kl:.2f} ± {kl_std:.2f} |"
+            )
     note = (
         f"\nFrom `table2_reduced_d.json` (commit `{reduced['meta']['commit']}`, "
         f"{', '.join(str(s) for s in sorted({s for c in reduced['summary'].values() for s in c['steps']}))} steps) "
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "`stacked_mnist` preset's own networks). Mean ± std over seeds. Command: `python benchmarks/capacity_sweep.py`."
         "\n"
     )
-    (RESULTS / "capacity_sweep.md").write_text("\n".join(lines) + "\n" + note)
+    (output / "capacity_sweep.md").write_text("\n".join(lines) + "\n" + note)
     print("\n".join(lines) + note)
     return 0
 

@@ -152,3 +152,14 @@ def test_the_committed_reduced_d_veegan_judges_pairs_by_their_code_alone():
     assert min(verdicts["as_trained"]) > 0.95 and min(verdicts["images_swapped"]) > 0.95
     assert max(verdicts["codes_swapped"]) < 0.05
     assert result["f_of_x_mean_abs"] > 1.0
+
+
+def test_the_capacity_sweep_reads_the_committed_tables(tmp_path):
+    """benchmarks/capacity_sweep.py on the committed reduced-D and strong tables: one row per method and D size, with
+    its seeds, and the figure."""
+    from benchmarks import capacity_sweep
+
+    assert capacity_sweep.main(["--output_dir", str(tmp_path)]) == 0
+    markdown = (tmp_path / "capacity_sweep.md").read_text()
+    assert "| DCGAN | D = 1/4 G | 585 |" in markdown and "| DCGAN | stacked_mnist preset |" in markdown
+    assert (tmp_path / "capacity_sweep.png").stat().st_size > 10_000
