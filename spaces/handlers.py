@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from veegan_hf import VEEGAN
 from veegan_hf.data import get_mixture
-from veegan_hf.image_processor import ImageTransform
+from veegan_hf.image_processor import ImageTransform, reversed_polarity
 from veegan_hf.metrics import reconstruction_mse
 from veegan_hf.plotting import samples_picture
 
@@ -262,8 +262,16 @@ class SpaceHandlers:
                 f"F(x) = {_markdown_list(z)}",
             ]
         )
+        # the UI flips a reversed upload itself; an API caller gets told, as the Python API warns
+        looks_reversed = not inverted and bool(reversed_polarity(real, self.pipe.sample_brightness)[0])
         if inverted:
             summary += "\n\nColors were inverted before encoding (dark strokes on light → light on dark)."
+        elif looks_reversed:
+            summary += (
+                "\n\n**This image looks like the negative of what the model makes** (dark strokes on light for a model "
+                "of light strokes on dark), so F(x) and G(F(x)) are far off. Tick *Invert colors* (`invert_colors` "
+                "true through the API) to encode it the model's way round."
+            )
         details = {
             "latent": [round(v, 5) for v in z.tolist()],
             "latent_norm": round(norm, 5),
@@ -272,6 +280,7 @@ class SpaceHandlers:
             "refined_latent": None if refined_latents is None else [round(v, 5) for v in refined_latents[0].tolist()],
             "refined_mse": None if refined_mse is None else round(refined_mse, 6),
             "inverted_colors": inverted,
+            "looks_reversed": looks_reversed,
         }
         return (
             _tile(pixel_values, pad=0),

@@ -11,10 +11,13 @@ import re
 import httpx
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageOps
 import pytest
 from gradio_client import handle_file
 
 from tests.space_fixtures import MNIST_LIKE, _error_of, _png, app  # its fixtures come in through conftest.py
+from veegan_hf.provenance import REPO
 
 from .conftest import make_pipeline
 
@@ -255,3 +258,18 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     assert excinfo.value.code == 2
     err = capsys.readouterr().err
     assert "no model folder" in err and "Traceback" not in err
+
+
+def test_an_api_invert_of_a_reversed_digit_says_so():
+    """Dark strokes on white sent to `/invert` without `invert_colors`: the answer says the image looks reversed and
+    how to fix it, as the Python API warns; inverted, or the model's way round, it does not."""
+    from veegan_hf import VEEGAN
+
+    handlers = app.SpaceHandlers(VEEGAN.from_pretrained(REPO / "spaces" / "veegan-mnist"))
+    paper = PIL.Image.new("L", (28, 28), 255)
+    PIL.ImageDraw.Draw(paper).line([(14, 4), (14, 24)], fill=0, width=3)  # a "1" drawn in ink
+    summary, details = handlers.invert(paper, False, 0)[4:]
+    assert details["looks_reversed"] is True and "looks like the negative" in summary and "Invert colors" in summary
+    summary, details = handlers.invert(paper, True, 0)[4:]
+    assert details["looks_reversed"] is False and "looks like the negative" not in summary
+    assert handlers.invert(PIL.ImageOps.invert(paper), False, 0)[5]["looks_reversed"] is False
