@@ -15,7 +15,15 @@ from veegan_hf.metrics import (
     stacked_mnist_metrics,
 )
 
-MIXTURE_KEYS = {"modes_captured", "num_modes", "hq_percent", "reverse_kl", "num_samples"}
+MIXTURE_KEYS = {
+    "modes_captured",
+    "num_modes",
+    "hq_percent",
+    "reverse_kl",
+    "num_samples",
+    "mode_share_min",
+    "mode_share_max",
+}
 
 
 # ---------------------------------------------------------------------------------------------- HQ radius
@@ -236,3 +244,14 @@ def test_hq_breakdown_script_prints_the_data_ceiling_then_each_run(tmp_path, cap
     data, model = ([float(cell) for cell in r[1:]] for r in rows)
     assert data[0] > 98 and data[2] == 0.0
     assert model[2] == 100.0  # the ring's modes are at radius 2: the origin is between them
+
+
+def test_mixture_mode_shares_say_how_unequal_the_captured_modes_are():
+    ring = get_mixture("ring")
+    data = ring.sample(2500, generator=torch.Generator().manual_seed(0))
+    balanced = mixture_metrics_for(data, ring)
+    assert 0.09 < balanced["mode_share_min"] <= 1 / 8 <= balanced["mode_share_max"] < 0.16
+    skewed = mixture_metrics_for(torch.cat([data, ring.means[:1].repeat(2500, 1)]), ring)  # mode 0 on top
+    assert skewed["modes_captured"] == 8 and skewed["mode_share_max"] > 0.5 and skewed["mode_share_min"] < 0.08
+    one_mode = mixture_metrics_for(ring.means[:1].repeat(100, 1), ring)
+    assert one_mode["mode_share_min"] == 0.0 and one_mode["mode_share_max"] == 1.0

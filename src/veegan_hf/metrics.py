@@ -111,7 +111,9 @@ def mixture_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, nois
 
     Returns:
         `dict[str, float]`: `modes_captured` (int), `num_modes` (int), `hq_percent` (float, 0..100),
-        `reverse_kl` (float, 0..log(num_modes)), `num_samples` (int).
+        `reverse_kl` (float, 0..log(num_modes)), `num_samples` (int), and `mode_share_min` / `mode_share_max`
+        (the rarest and the commonest mode's share of the HQ samples, p̂'s smallest and largest entry; 0 when no
+        sample is HQ).
 
     Example:
     ```py
@@ -138,10 +140,11 @@ def mixture_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, nois
         hq_counts += torch.bincount(nearest_mode[nearest_distance <= radius], minlength=num_modes)
 
     num_hq = int(hq_counts.sum())
+    shares = hq_counts.double() / max(num_hq, 1)  # (num_modes,): each mode's share of the HQ samples
     if num_hq == 0:
         reverse_kl = math.log(num_modes)
     else:
-        p_hat = hq_counts[hq_counts > 0].double() / num_hq
+        p_hat = shares[hq_counts > 0]
         reverse_kl = float((p_hat * torch.log(p_hat * num_modes)).sum())  # Σ p̂ log(p̂ / (1 / num_modes))
     return {
         "modes_captured": int((hq_counts > 0).sum()),
@@ -149,6 +152,9 @@ def mixture_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, nois
         "hq_percent": 100.0 * num_hq / num_samples,
         "reverse_kl": max(reverse_kl, 0.0),  # clamp rounding just below 0
         "num_samples": num_samples,
+        # a count of captured modes hides how unequal they are: the rarest and the commonest mode's share say it
+        "mode_share_min": float(shares.min()),
+        "mode_share_max": float(shares.max()),
     }
 
 

@@ -31,8 +31,8 @@ METRIC_NAMES = {
     "ivom": ("IvOM: best of F(x) and random starts, after Adam steps (MSE)", "mse"),
     "ivom_from_encoder": ("IvOM: Adam steps started from F(x) only (MSE)", "mse"),
     "classifier_accuracy": ("Mode classifier held-out accuracy", "accuracy"),
-    "mode_share_min": ("Smallest mode's share of the samples", "share"),
-    "mode_share_max": ("Largest mode's share of the samples", "share"),
+    "mode_share_min": ("Smallest mode's share of the samples (of the HQ ones for a mixture)", "share"),
+    "mode_share_max": ("Largest mode's share of the samples (of the HQ ones for a mixture)", "share"),
 }
 # display names of earlier versions, read back to their keys
 LEGACY_METRIC_NAMES = {
