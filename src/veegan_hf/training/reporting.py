@@ -75,6 +75,7 @@ def summary(config: TrainingConfig, metrics: dict[str, Any], pushed_url: str | N
     output_dir = Path(config.output_dir)
     steps, planned = metrics.get("train/steps", "?"), metrics.get("train/max_train_steps", "?")
     reason = metrics.get("train/stop_reason", "completed")
+    steps, planned = (f"{n:,}" if isinstance(n, int) else n for n in (steps, planned))  # as the card writes them
     lines = [
         f"Training finished: {steps} of {planned} steps ({reason}) in {metrics.get('train/wall_seconds', 0):.0f} s"
         + (f", on {images:,} training images." if (images := metrics.get("train/num_training_images")) else ".")
@@ -82,7 +83,7 @@ def summary(config: TrainingConfig, metrics: dict[str, Any], pushed_url: str | N
     if reason.startswith("--max_train_seconds") and has_schedule(config):
         lines.append(
             "  note      the run stopped before its schedules ended (the learning rate, lambda or the EMA), so the "
-            "metrics below are of an unfinished recipe; --fit_schedules_to_time true fits them to the time"
+            "model is of an unfinished recipe; --fit_schedules_to_time true fits them to the time"
         )
     lines.append(f"  pipeline  {output_dir.resolve()}  (VEEGAN.from_pretrained({str(output_dir)!r}))")
     shown = {k: v for k, v in metrics.items() if not k.startswith("train/") and k not in ("num_samples", "num_modes")}
