@@ -1,6 +1,7 @@
 """How legible a digit model's samples are, by the shipped digit classifier's confidence, beside real held-out digits.
 
     python benchmarks/digit_legibility.py veegan-output spaces/veegan-mnist
+    python benchmarks/digit_legibility.py RUN_DIR --rejection_sampling 0.5 0.2   # also sampled with D's help
 
 A legible digit is one the classifier reads without doubt. For each model this prints, over 2,000 samples: the mean of
 the classifier's top softmax probability, the share of samples whose top probability is at least 0.9, and the KL
@@ -16,7 +17,7 @@ import argparse
 
 import torch
 
-from veegan_hf import VEEGAN
+from veegan_hf import VEEGAN, RejectionSampling
 from veegan_hf.classifier import NUM_DIGIT_CLASSES, load_mode_classifier
 from veegan_hf.data import mnist_pixel_values, mnist_split
 from veegan_hf.evaluation import draw_samples
@@ -42,12 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="pipeline folders of 1-channel 28 px digit models")
     parser.add_argument("--num_samples", type=int, default=2000)
+    parser.add_argument(
+        "--rejection_sampling", nargs="*", type=float, default=[], help="also score DRS at these acceptance targets"
+    )
     args = parser.parse_args(argv)
     classifier = load_mode_classifier()
     real, _ = mnist_split("classifier_test")  # (N, 28, 28) uint8
     rows = {"real held-out digits": mnist_pixel_values(real)}  # (N, 1, 28, 28) in [-1, 1]
     for path in args.models:
-        rows[path] = draw_samples(VEEGAN.from_pretrained(path), args.num_samples)
+        pipe = VEEGAN.from_pretrained(path)
+        rows[path] = draw_samples(pipe, args.num_samples)
+        for target in args.rejection_sampling:  # the same model, each sample kept with the probability D gives it
+            out = pipe(
+                batch_size=args.num_samples,
+                generator=torch.Generator().manual_seed(0),
+                output_type="pt",
+                rejection_sampling=RejectionSampling(target_acceptance=target),
+            )
+            rows[f"{path}, DRS at {out.acceptance_rate:.2f} acceptance"] = out.samples * 2 - 1  # [0, 1] -> [-1, 1]
     print("| digits | mean top probability | top probability >= 0.9 | KL to uniform |\n|---|---|---|---|")
     for name, digits in rows.items():
         m = legibility(classifier, digits)

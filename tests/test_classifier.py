@@ -122,3 +122,14 @@ def test_digit_legibility_ranks_real_digits_over_the_shipped_model(classifier, c
     assert digit_legibility.main([str(shipped), "--num_samples", "200"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 4 and table[2].startswith("| real held-out digits | 0.8")
+
+
+def test_digit_legibility_also_scores_sampling_with_d(tmp_path, capsys):
+    """`--rejection_sampling 0.5`: a second row for the same model, drawn with DRS, named with its acceptance."""
+    from benchmarks import digit_legibility
+    from tests.conftest import make_pipeline
+
+    make_pipeline("dcgan-28-1").save_pretrained(tmp_path / "model")
+    assert digit_legibility.main([str(tmp_path / "model"), "--num_samples", "64", "--rejection_sampling", "0.5"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 5 and ", DRS at 0.5" in table[4]
