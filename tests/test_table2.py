@@ -163,3 +163,14 @@ def test_the_capacity_sweep_reads_the_committed_tables(tmp_path):
     markdown = (tmp_path / "capacity_sweep.md").read_text()
     assert "| DCGAN | D = 1/4 G | 585 |" in markdown and "| DCGAN | stacked_mnist preset |" in markdown
     assert (tmp_path / "capacity_sweep.png").stat().st_size > 10_000
+
+
+def test_training_f_against_the_joint_d_makes_d_read_the_image():
+    """The committed screen with --reconstructor_adversarial_weight 1: D's verdicts follow the images, not the codes,
+    and F's codes of real images sit near N(0, I)'s mean."""
+    from benchmarks import latent_shortcut
+
+    result = latent_shortcut.diagnose(REPO / "benchmarks" / "results" / "models" / "veegan_d4_fadv1", num=256)
+    assert min(result["verdicts"]["codes_swapped"].values()) > 0.9
+    assert max(result["verdicts"]["images_swapped"].values()) < 0.1
+    assert result["f_of_x_mean_abs"] < 1.0
