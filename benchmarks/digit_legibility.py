@@ -14,6 +14,7 @@ gets a mean top probability of 0.999), so read them beside the sample grid.
 """
 
 import argparse
+import sys
 
 import torch
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         pipe = VEEGAN.from_pretrained(path)
         rows[path] = draw_samples(pipe, args.num_samples)
+        if args.rejection_sampling and pipe.discriminator is None:
+            print(f"{path}: saved without its discriminator, so no DRS rows for it", file=sys.stderr)
+            continue
         for target in args.rejection_sampling:  # the same model, each sample kept with the probability D gives it
             out = pipe(
                 batch_size=args.num_samples,
