@@ -365,3 +365,12 @@ def test_an_io_error_on_model_index_names_the_file(saved, tmp_path, monkeypatch)
     monkeypatch.setattr(Path, "is_file", failing)
     with pytest.raises(ValueError, match=r"model_index.json cannot be read \(Input/output error\)"):
         VEEGAN.from_pretrained(folder)
+
+
+def test_a_checkpoint_folder_points_to_its_pipeline(saved, tmp_path):
+    """`from_pretrained("run/checkpoint-478")` names the loadable `checkpoint-478/pipeline` inside it."""
+    checkpoint = tmp_path / "checkpoint-478"
+    shutil.copytree(saved, checkpoint / "pipeline")
+    with pytest.raises(ValueError, match=r"is a training checkpoint .* Load VEEGAN.from_pretrained\(.*pipeline'\)"):
+        VEEGAN.from_pretrained(checkpoint)
+    assert VEEGAN.from_pretrained(checkpoint / "pipeline").latent_dim > 0

@@ -292,3 +292,13 @@ def test_reconstructor_adversarial_weight_needs_veegan_and_a_joint_d():
         parse_config(["--reconstructor_adversarial_weight", "0.5", "--discriminator_reads_latents", "false"])
     with pytest.raises(ConfigError, match="--objective ali does not use it"):
         parse_config(["--objective", "ali", "--reconstructor_adversarial_weight", "1"])
+
+
+def test_a_mistyped_local_folder_fails_at_once_and_leaves_no_folder(tmp_path, capsys):
+    """`--train_data_dir my_digit` that does not exist: named at once (never tried as a Hub id, with retries), and the
+    refused start leaves no output folder behind."""
+    out = tmp_path / "never-made"
+    start = time.perf_counter()
+    assert run("--train_data_dir", str(tmp_path / "my_digit"), "--output_dir", str(out)) != 0
+    assert time.perf_counter() - start < 10
+    assert "--train_data_dir" in capsys.readouterr().err and not out.exists()

@@ -80,6 +80,18 @@ def test_bf16_loading(tmp_path):
     assert loaded.encode(out).dtype == torch.bfloat16
 
 
+def test_torch_dtype_is_accepted_as_diffusers_users_type_it_and_fp16_loads_quietly(tmp_path, caplog):
+    """`torch_dtype=` works as `dtype=` (a disagreement is refused), and a float16 load prints none of diffusers'
+    empty "should be kept in float32: []" warnings."""
+    make_pipeline("dcgan-28-1").save_pretrained(tmp_path)
+    with caplog.at_level("WARNING"):
+        loaded = VEEGAN.from_pretrained(tmp_path, torch_dtype=torch.float16)
+    assert loaded.generator.dtype == torch.float16 and loaded.reconstructor.dtype == torch.float16
+    assert not [r for r in caplog.records if "float32" in r.getMessage()]
+    with pytest.raises(ValueError, match="disagree; pass dtype= alone"):
+        VEEGAN.from_pretrained(tmp_path, dtype=torch.bfloat16, torch_dtype=torch.float16)
+
+
 def test_output_types_for_images():
     pipe = make_pipeline("dcgan-28-1")
     gen = torch.Generator().manual_seed(0)
