@@ -6,6 +6,7 @@ without a server.
 
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -235,12 +236,16 @@ class SpaceHandlers:
         inverted = _checkbox("Invert colors", invert_colors)
         pixel_values = self._model_input(image, inverted)  # (1, C, H, W) in [0, 1]
         try:
-            latents = self.pipe.encode(pixel_values)  # (1, latent_dim)
-            reconstruction = self._decode(latents)  # (1, C, H, W) in [0, 1]
-            refined_latents = refined = None
-            if steps > 0:
-                refined_latents = self.pipe.invert(pixel_values, num_steps=steps, learning_rate=REFINE_LEARNING_RATE)
-                refined = self._decode(refined_latents)
+            with warnings.catch_warnings():  # a reversed upload is told in the answer, not as library advice in the log
+                warnings.filterwarnings("ignore", message=".*look like the negative of what this model makes")
+                latents = self.pipe.encode(pixel_values)  # (1, latent_dim)
+                reconstruction = self._decode(latents)  # (1, C, H, W) in [0, 1]
+                refined_latents = refined = None
+                if steps > 0:
+                    refined_latents = self.pipe.invert(
+                        pixel_values, num_steps=steps, learning_rate=REFINE_LEARNING_RATE
+                    )
+                    refined = self._decode(refined_latents)
         except ValueError as err:
             raise gr.Error(str(err)) from err
 
