@@ -19,13 +19,12 @@ calls every pair of "codes alike" generated (1 / 0). Writes `benchmarks/results/
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from veegan_hf.provenance import REPO, git_commit
+from veegan_hf.provenance import REPO, git_commit, write_results
 
 
 def _verdicts(discriminator, first: tuple, second: tuple) -> tuple[float, float]:
@@ -101,12 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     results = [diagnose(model, args.num) for model in args.models]
     commit = git_commit()
     command = "python benchmarks/latent_shortcut.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.output.with_suffix(".json").write_text(
-        json.dumps({"commit": commit, "command": command, "results": results}, indent=1) + "\n"
-    )
-    markdown = to_markdown(results, commit, command)
-    args.output.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    payload = {"commit": commit, "command": command, "results": results}
+    write_results(args.output.parent, args.output.name, payload, to_markdown(results, commit, command))
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from veegan_hf.provenance import REPO, cpu_name, git_commit
+from veegan_hf.provenance import REPO, cpu_name, git_commit, write_results
 
 NUM_SAMPLES = 2500
 
@@ -101,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "command": "python benchmarks/rejection_sampling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    args.output.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    markdown = to_markdown(rows, meta)
-    args.output.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_results(args.output.parent, args.output.name, {"meta": meta, "rows": rows}, to_markdown(rows, meta))
     return 0
 
 

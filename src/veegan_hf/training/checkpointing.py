@@ -88,22 +88,19 @@ def prepare_output_dir(config: TrainingConfig, is_main_process: bool = True) -> 
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"--output_dir {output_dir} is not writable ({err.strerror}); pick another folder.") from None
-    previous = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()] + [
-        p.name for p in list_checkpoints(output_dir)
-    ]
+    checkpoints = [p.name for p in list_checkpoints(output_dir)]
+    previous = [name for name in RUN_ARTIFACTS if (output_dir / name).exists()] + checkpoints
     if not previous:
         return
-    if config.resume_from_checkpoint:
-        if config.resume_from_checkpoint == "latest" and not list_checkpoints(output_dir):
-            if not config.overwrite_output_dir:  # starting over from step 0 would quietly replace a finished model
-                raise ConfigError(
-                    f"--resume_from_checkpoint latest: --output_dir {output_dir} holds a run "
-                    f"({', '.join(previous[:4])}) but no checkpoint to continue from (it was trained without "
-                    "--checkpointing_steps). Pass --overwrite_output_dir to train it anew from step 0, or another "
-                    "--output_dir."
-                )
-        else:
-            return
+    resuming = config.resume_from_checkpoint
+    if resuming and (checkpoints or resuming != "latest"):
+        return
+    if resuming and not config.overwrite_output_dir:  # starting over from step 0 would quietly replace a finished model
+        raise ConfigError(
+            f"--resume_from_checkpoint latest: --output_dir {output_dir} holds a run ({', '.join(previous[:4])}) but "
+            "no checkpoint to continue from (it was trained without --checkpointing_steps). Pass "
+            "--overwrite_output_dir to train it anew from step 0, or another --output_dir."
+        )
     if not config.overwrite_output_dir:
         raise ConfigError(
             f"--output_dir {output_dir} holds another run ({', '.join(previous[:4])}). Pass --overwrite_output_dir "
