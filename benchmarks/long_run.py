@@ -26,20 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from veegan_hf.benchmarking.memory import process_rss_mib
 from veegan_hf.provenance import REPO, cpu_name, git_commit, write_results
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def rss_mib(pid: int) -> float | None:
-    """The resident memory of process `pid` in MiB, or None once it has ended."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _checkpoints(folder: Path) -> list[int]:
@@ -148,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         while trainer.poll() is None:
             now = time.monotonic() - start
-            rss = rss_mib(trainer.pid)
+            rss = process_rss_mib(trainer.pid)
             if rss is not None:
                 memory.append((round(now, 1), rss))
             present = _checkpoints(output)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from veegan_hf.benchmarking.runs import train_run
+from veegan_hf.loading import WEIGHTS_NAME
 from veegan_hf.provenance import REPO, device_name, git_commit
 
 
@@ -53,7 +54,7 @@ def check(precision: str, steps: int, work: Path) -> dict:
         return {"ok": False, "error": f"{type(err).__name__}: {err}"}
     metrics = run["metrics"]
     weights = {
-        name: load_file(Path(job["output_dir"]) / name / "diffusion_pytorch_model.safetensors")
+        name: load_file(Path(job["output_dir"]) / name / WEIGHTS_NAME)
         for name in ("generator", "reconstructor", "discriminator")
     }
     finite = all(bool(torch.isfinite(t).all()) for tensors in weights.values() for t in tensors.values())

@@ -6,9 +6,9 @@
 Starts `python spaces/app.py` as a process (the deployer's command), then `--users` threads of `gradio_client` that
 each loop until `--seconds` are up, picking for every request: a /sample of 16 digits (60%), an /invert of a large
 upload (a ~9 MB PNG, 50 refinement steps; 20%), or an /interpolate of 8 frames (20%). It records every request's
-latency and outcome (answered, refused as busy, failed) and the server's resident memory (VmRSS) once a second, and
-writes `benchmarks/results/space_load{tag}.{json,md}`: p50 / p95 / max per endpoint, failures, and RSS at start,
-after warm-up (the first 20% of the run) and at the end.
+latency and outcome (answered, refused as busy, failed) and the resident memory (VmRSS) of the server and its
+inversion workers once a second, and writes `benchmarks/results/space_load{tag}.{json,md}`: p50 / p95 / max per
+endpoint, failures, and RSS at start, after warm-up (the first 20% of the run) and at the end.
 """
 
 import argparse
@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from veegan_hf.benchmarking.memory import process_rss_mib
 from veegan_hf.provenance import REPO, cpu_name, git_commit, write_results
 
 MIX = (("sample", 0.6), ("invert", 0.2), ("interpolate", 0.2))
@@ -31,16 +32,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _big_upload(folder: Path) -> Path:
@@ -127,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for thread in threads:
             thread.start()
         while any(t.is_alive() for t in threads):
-            rss = _rss_mib(server.pid)
+            rss = process_rss_mib(server.pid, with_children=True)
             if rss is not None:
                 memory.append((time.monotonic() - start, rss))
             time.sleep(1)
@@ -161,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     note = (
         f"\n{args.users} `gradio_client` users for {args.seconds:g} s against `python spaces/app.py` (the shipped "
         f"digit model) on {meta['cores']} cores of {meta['cpu']}: {outcomes['ok']} answered, {outcomes['busy']} "
-        f"refused as busy, {outcomes['failed']} failed. Server RSS {rss['start']:.0f} MiB at start, "
+        f"refused as busy, {outcomes['failed']} failed. Server RSS (with its inversion workers) "
+        f"{rss['start']:.0f} MiB at start, "
         f"{rss['after_warmup'] or 0:.0f} after warm-up, {rss['end']:.0f} at the end ({growth:+.1f}% after "
         f"warm-up), {rss['max']:.0f} at most. "
         f"Command: `python benchmarks/space_load.py {' '.join(argv or sys.argv[1:])}` at commit `{meta['commit']}`.\n"

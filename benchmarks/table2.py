@@ -254,6 +254,52 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _jobs(args, rows: list[str], seeds: range, overrides: list[str], scoring: dict, work: Path, figure_stem: Path):
+    """One job per (row, seed): what `run_one` trains and scores (`scoring`: the sample count and IvOM budget), and
+    where its run folder and figure go."""
+    return [
+        {
+            "row": row,
+            "dataset": DATASET,
+            "seed": seed,
+            "suffix": "",
+            "objective": ROWS[row][0],
+            "output_dir": str(work / f"{DATASET}-{row}-seed{seed}"),
+            "overrides": [*overrides, *ROWS[row][1]],
+            **scoring,
+            "device": args.device,
+            # an 8x8 sample grid per row, from its first seed (the paper's Figure 3)
+            "figure": f"{figure_stem}_{row}.png" if seed == seeds[0] else None,
+        }
+        for row in rows
+        for seed in seeds
+    ]
+
+
+def _train_and_score(todo: list[dict], args, processes: int) -> tuple[list[dict], int]:
+    """Trains and scores the jobs not yet finished, `processes` at a time, printing each as it ends; returns the
+    finished runs and how many were skipped (not started within --start_within)."""
+    start_wall = time.time()
+    start_by = start_wall + args.start_within if args.start_within is not None else float("inf")
+    train_until = start_wall + args.train_within if args.train_within is not None else None
+    for job in todo:  # not part of a job's identity: a resumed table is not told to skip or stop early
+        job["start_by"], job["train_until"] = start_by, train_until
+    runs, skipped = [], 0
+    for run in run_parallel(run_one, todo, processes, initializer=_worker_init, initargs=(args.device,)):
+        if run.get("skipped"):
+            skipped += 1
+            continue
+        m = run["metrics"]
+        print(
+            f"{run['row']:<28} seed {run['seed']}: {m['modes_covered']}/{m['num_modes']} modes, KL {m['kl']:.3f}, "
+            f"IvOM {m['ivom']:.5f}, G(F(x)) MSE {m['reconstruction_mse']:.5f}, {m['train/steps']} steps "
+            f"({run['train_seconds']:.0f} s training + {run['eval_seconds']:.0f} s scoring)",
+            flush=True,
+        )
+        runs.append(run)
+    return runs, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["--setting", "reduced_d"]:  # the literature's reduced-discriminator table: its own rows
@@ -278,47 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     commit = git_commit()  # taken before training: a tree edited mid-run must not relabel finished runs
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    start_wall = time.time()
-    start_by = start_wall + args.start_within if args.start_within is not None else float("inf")
-    train_until = start_wall + args.train_within if args.train_within is not None else None
-    jobs = [
-        {
-            "row": row,
-            "dataset": DATASET,
-            "seed": seed,
-            "suffix": "",
-            "objective": ROWS[row][0],
-            "output_dir": str(work / f"{DATASET}-{row}-seed{seed}"),
-            "overrides": [*overrides, *ROWS[row][1]],
-            "num_eval_samples": num_eval_samples,
-            "ivom_budget": ivom_budget,
-            "device": args.device,
-            # an 8x8 sample grid per row, from its first seed (the paper's Figure 3)
-            "figure": str(results / f"table2{tag}_{row}.png") if seed == seeds[0] else None,
-            "commit": commit,
-        }
-        for row in rows
-        for seed in seeds
-    ]
+    scoring = {"num_eval_samples": num_eval_samples, "ivom_budget": ivom_budget, "commit": commit}
+    jobs = _jobs(args, rows, seeds, overrides, scoring, work, results / f"table2{tag}")
     runs, todo = split_finished(jobs, work)
     reused = len(runs)
-    for job in todo:  # not part of a job's identity: a resumed table is not told to skip or stop early
-        job["start_by"], job["train_until"] = start_by, train_until
     processes = max(1, min(args.jobs, len(todo)))
-    skipped = 0
     start = time.perf_counter()
-    for run in run_parallel(run_one, todo, processes, initializer=_worker_init, initargs=(args.device,)):
-        if run.get("skipped"):
-            skipped += 1
-            continue
-        m = run["metrics"]
-        print(
-            f"{run['row']:<28} seed {run['seed']}: {m['modes_covered']}/{m['num_modes']} modes, KL {m['kl']:.3f}, "
-            f"IvOM {m['ivom']:.5f}, G(F(x)) MSE {m['reconstruction_mse']:.5f}, {m['train/steps']} steps "
-            f"({run['train_seconds']:.0f} s training + {run['eval_seconds']:.0f} s scoring)",
-            flush=True,
-        )
-        runs.append(run)
+    finished, skipped = _train_and_score(todo, args, processes)
+    runs += finished
     wall = time.perf_counter() - start
     if not runs:
         print("no run finished: nothing to tabulate", file=sys.stderr)

@@ -56,7 +56,7 @@ def run_one(job: dict) -> dict:
 
     from veegan_hf import VEEGAN
     from veegan_hf.evaluation import draw_samples, evaluate, inversion_metrics
-    from veegan_hf.plotting import samples_picture
+    from veegan_hf.plotting import GRID_COLUMNS, GRID_SAMPLES, samples_picture
 
     cap = []
     if job["train_until"] is not None:  # the run's training ends by the table's deadline, whenever it started
@@ -80,7 +80,7 @@ def run_one(job: dict) -> dict:
         )
     )
     if job["figure"]:  # here, not in the parent: the parent then never pays for importing torch and diffusers
-        samples_picture(draw_samples(pipe, 64, seed=0), num_columns=8, min_side=448).save(job["figure"])
+        samples_picture(draw_samples(pipe, GRID_SAMPLES, seed=0), num_columns=GRID_COLUMNS).save(job["figure"])
     eval_seconds = round(time.perf_counter() - start, 1)
     run = {
         **run,

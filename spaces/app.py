@@ -12,6 +12,9 @@ never touches the network. Host and port default to gradio's `GRADIO_SERVER_NAME
 The handlers live in `handlers.py` (`SpaceHandlers`), so that tests call them without a server; the tabs are built in
 `tabs.py` and `coverage_tab.py`, and this file assembles and launches them. The API names are stable: `/sample`,
 `/invert` (image models only), `/interpolate`, and `/coverage` when the model ships a coverage report.
+
+Visitors' inversions run in a worker process of their own (`--inversion_workers`, `inversion_pool.py`), so that a
+sample never waits behind one; past 8 waiting inversions the Space answers "busy" at once.
 """
 
 import argparse
@@ -28,6 +31,7 @@ import torch
 import tabs
 from coverage_tab import add_coverage_tab
 from handlers import MAX_IMAGE_PIXELS, SpaceHandlers
+from inversion_pool import InversionPool
 from tabs import _scratch_dir, image_upload, interpolate_tab, invert_tab, sample_tab
 from veegan_hf import VEEGAN
 
@@ -36,6 +40,7 @@ DEFAULT_MODEL = APP_DIR / "veegan-mnist"  # committed with the Space; MODEL_ID o
 MAX_UPLOAD_MB = 10  # gradio rejects larger uploads before they reach a handler
 DEFAULT_CONCURRENCY = 2  # CPU Spaces have 2 vCPUs; more parallel torch calls only add contention
 QUEUE_SIZE = 128
+MAX_WAITING_INVERSIONS = 8  # past this, "busy" at once: each waits ~0.3 s per 50 steps behind the ones before it
 
 CSS = """
 .gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
@@ -85,19 +90,28 @@ def _model_description(pipe: VEEGAN, model_name: str) -> str:
     return f"Model: `{model_name}`, {network} generator of {shape} from {codes}{trained}."
 
 
-def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
+def build_demo(pipe: VEEGAN, model_name: str | None = None, inversion_workers: int = 0) -> gr.Blocks:
     """
     The Space UI around one loaded pipeline. Tabs: Sample, Invert (image models), Interpolate, What can't it make?;
-    examples are cached at startup. The handlers are reachable as `demo.veegan_handlers` (a `SpaceHandlers`) and
-    `demo.veegan_coverage` (a `CoverageHandler`).
+    examples are cached at startup. The handlers are reachable as `demo.veegan_handlers` (a `SpaceHandlers`),
+    `demo.veegan_coverage` (a `CoverageHandler`) and `demo.veegan_inversion_pool` (an `InversionPool`, or None).
 
     Args:
         pipe (`VEEGAN`): the pipeline, loaded once by the caller.
         model_name (`str`, *optional*): shown in the header; defaults to "VEEGAN".
+        inversion_workers (`int`, *optional*, defaults to 0):
+            worker processes for visitors' inversions (`InversionPool`), so that they never hold up cheap requests;
+            0 runs them in the server's threads, one at a time. Needs a pipeline loaded from a local folder.
     """
     _scratch_dir()  # before any gr.Examples: it points GRADIO_EXAMPLES_CACHE at a fresh folder
     handlers = SpaceHandlers(pipe)
     is_image = handlers.is_image_model
+    pool = None
+    if inversion_workers and is_image:
+        folder = getattr(pipe, "source_folder", None)
+        if folder is None:
+            raise ValueError("inversion_workers needs a pipeline loaded with from_pretrained (a folder to load from)")
+        pool = InversionPool(handlers, folder, workers=inversion_workers, max_waiting=MAX_WAITING_INVERSIONS)
 
     with gr.Blocks(title="VEEGAN: sample, invert, interpolate") as demo:
         gr.Markdown(
@@ -111,7 +125,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
 
         sample_tab(demo, handlers)
         if is_image:
-            invert_tab(handlers)
+            invert_tab(handlers, pool)
         interpolate_tab(handlers)
 
         demo.veegan_coverage = add_coverage_tab(handlers, getattr(pipe, "source_folder", None), image_upload)
@@ -123,7 +137,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None) -> gr.Blocks:
         )
 
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
-    demo.veegan_handlers = handlers
+    demo.veegan_handlers, demo.veegan_inversion_pool = handlers, pool
     return demo
 
 
@@ -147,13 +161,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="bind address")
     parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"), help="port")
+    parser.add_argument(
+        "--inversion_workers",
+        type=int,
+        default=int(os.environ.get("SPACE_INVERSION_WORKERS", "1")),
+        help="processes for inversions, so that samples stay fast beside them; 0 runs them in the server's threads "
+        "(default: $SPACE_INVERSION_WORKERS, else 1)",
+    )
     args = parser.parse_args(argv)
+    if args.inversion_workers < 0:
+        parser.error(f"--inversion_workers must be 0 or more, got {args.inversion_workers}")
     model_name = str(args.model or os.environ.get("MODEL_ID") or DEFAULT_MODEL.name)
     try:
         pipe = load_pipeline(args.model)
     except ValueError as err:  # a clear line, not a traceback
         parser.exit(2, f"error: could not load the model: {err}\n")
-    demo = build_demo(pipe, model_name=Path(model_name).name if Path(model_name).is_dir() else model_name)
+    name = Path(model_name).name if Path(model_name).is_dir() else model_name
+    demo = build_demo(pipe, model_name=name, inversion_workers=args.inversion_workers)
     # one torch thread per request: on a 2-vCPU Space a refinement then holds one core, and cheap requests the other
     torch.set_num_threads(int(os.environ.get("SPACE_TORCH_THREADS", "1")))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

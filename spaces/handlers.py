@@ -31,7 +31,7 @@ MAX_REFINE_STEPS = 500  # ~1 s per 100 steps for a small DCGAN on a CPU Space
 MAX_FRAMES = 16
 REFINE_LEARNING_RATE = 0.05  # the pipeline default: converges within a few hundred Adam steps
 MAX_IMAGE_PIXELS = 4096 * 4096  # checked from the header, before any pixel is decoded
-TILE_PIXELS = 112  # tiles are enlarged (nearest neighbour) to at least this size, so 28x28 digits stay sharp
+VECTOR_MODEL = "This model generates vectors, not images: only Sample and Interpolate by seeds apply."
 NOT_AN_IMAGE = "{name} is not an image this Space can read; upload a PNG, JPEG, WebP, GIF or BMP file."
 
 
@@ -111,13 +111,9 @@ def _figure_to_image(fig: Figure) -> PIL.Image.Image:
     return PIL.Image.open(buffer).convert("RGB")
 
 
-def _tile(images: torch.Tensor, num_columns: int | None = None, pad: int = 4) -> PIL.Image.Image:
-    """(N, C, H, W) in [0, 1] -> one grid image (`plotting.samples_picture`), every tile enlarged by a whole factor
-    to at least TILE_PIXELS, on dark gutters."""
-    columns = num_columns or math.ceil(math.sqrt(images.shape[0]))
-    return samples_picture(
-        images * 2 - 1, num_columns=columns, min_side=TILE_PIXELS * columns, background=24 / 127.5 - 1, pad=pad
-    )
+def _tile(images: torch.Tensor, num_columns: int | None = None, pad: int = 2) -> PIL.Image.Image:
+    """(N, C, H, W) in [0, 1] -> one grid image, as the package shows images (`plotting.samples_picture`)."""
+    return samples_picture(images * 2 - 1, num_columns=num_columns, pad=pad)
 
 
 def _latent_plot(latents: torch.Tensor, refined: torch.Tensor | None) -> PIL.Image.Image:
@@ -181,7 +177,7 @@ class SpaceHandlers:
     def _model_input(self, image: Any, invert_colors: bool, what: str = "the image") -> torch.Tensor:
         """An upload -> `(1, C, H, W)` in [0, 1] at the model's size, colors inverted on request."""
         if not self.is_image_model:
-            raise gr.Error("This model generates vectors, not images: only Sample and Interpolate by seeds apply.")
+            raise gr.Error(VECTOR_MODEL)
         pixel_values = self.transform(_open_image(image, what))  # (C, H, W) in [-1, 1]
         if invert_colors:
             pixel_values = -pixel_values
@@ -191,11 +187,13 @@ class SpaceHandlers:
         # G(z) with any extra noise at its mean: what invert() optimizes, so z* decodes to what it was scored on
         return self.pipe.decode(latents, output_type="pt")
 
-    def _plot_vectors(self, samples: torch.Tensor, title: str, as_path: bool = False) -> PIL.Image.Image:
-        """Samples over the true modes (2-D), or, in more dimensions, a histogram of each sample's mean coordinate:
-        the package's one picture of samples (`plotting.samples_picture`)."""
+    def _picture(self, samples: torch.Tensor, title: str, num_columns: int | None = None, as_path: bool = False):
+        """The package's one picture of samples (`plotting.samples_picture`): a grid of images (the pipeline's
+        [0, 1]), or vectors over the true modes of the model's mixture."""
+        if samples.ndim == 4:
+            samples = samples * 2 - 1  # the picture takes the model's range, [-1, 1]
         name = self.mixture.name if self.mixture is not None else None
-        return samples_picture(samples.float().cpu(), name, title, as_path=as_path)
+        return samples_picture(samples.float().cpu(), name, title, num_columns=num_columns, as_path=as_path)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -217,10 +215,19 @@ class SpaceHandlers:
             )
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        if self.is_image_model:
-            return _tile(output.images)
         trunc = f", truncation {truncation:g}" if truncation else ""
-        return self._plot_vectors(output.samples, f"{count} samples (seed {seed}{trunc})")
+        return self._picture(output.samples, f"{count} samples (seed {seed}{trunc})")
+
+    def check_invert_arguments(self, image: Any, invert_colors: Any, refine_steps: Any) -> tuple[int, bool]:
+        """`invert`'s checks that need no decoding: the step count, the checkbox and that an image was given. Returns
+        the step count and the checkbox's value; raises `gr.Error` naming the field otherwise."""
+        steps = _int_in_range("Refinement steps", refine_steps, 0, MAX_REFINE_STEPS)
+        inverted = _checkbox("Invert colors", invert_colors)
+        if not self.is_image_model:
+            raise gr.Error(VECTOR_MODEL)
+        if image is None:
+            raise gr.Error("Upload the image first.")
+        return steps, inverted
 
     def invert(
         self, image: Any, invert_colors: Any = False, refine_steps: Any = 0
@@ -232,8 +239,7 @@ class SpaceHandlers:
         Returns the model's view of the input, G(F(x)), G(z*) (or None), a latent bar plot, a Markdown summary and
         the raw numbers.
         """
-        steps = _int_in_range("Refinement steps", refine_steps, 0, MAX_REFINE_STEPS)
-        inverted = _checkbox("Invert colors", invert_colors)
+        steps, inverted = self.check_invert_arguments(image, invert_colors, refine_steps)
         pixel_values = self._model_input(image, inverted)  # (1, C, H, W) in [0, 1]
         try:
             with warnings.catch_warnings():  # a reversed upload is told in the answer, not as library advice in the log
@@ -329,10 +335,8 @@ class SpaceHandlers:
             output = self.pipe.interpolate(z0, z1, num_steps=frames, output_type="pt")
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        if self.is_image_model:
-            return _tile(output.images, num_columns=frames)
         title = f"{frames} steps from seed {start} (A) to seed {end} (B)"
-        return self._plot_vectors(output.samples, title, as_path=True)
+        return self._picture(output.samples, title, num_columns=frames, as_path=True)
 
     def use_drawing(self, drawing: dict[str, Any] | None) -> tuple[PIL.Image.Image, bool]:
         """Sketchpad value -> (its composite for the image input, the invert-colors default)."""

@@ -15,9 +15,11 @@ import PIL.ImageDraw
 import torch
 
 from handlers import MAX_FRAMES, MAX_REFINE_STEPS, MAX_TRUNCATION, NOT_AN_IMAGE, SpaceHandlers
+from inversion_pool import InversionPool
 
-# Two queues: a refinement of hundreds of Adam steps runs one at a time ("heavy"), so the other core stays free for the
-# requests that take milliseconds (samples, interpolations, coverage verdicts), which never wait behind it
+# Two queues: a refinement of hundreds of Adam steps runs one at a time ("heavy"; with an InversionPool, in its worker
+# processes), so the other core stays free for the requests that take milliseconds (samples, interpolations, coverage
+# verdicts), which never wait behind it
 LIGHT = {"concurrency_id": "light", "concurrency_limit": 2}
 HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
 DEFAULT_IMAGE_COUNT = 16  # one 4x4 grid: shown when the page opens
@@ -156,8 +158,12 @@ def sample_tab(demo: gr.Blocks, handlers: SpaceHandlers) -> None:
         )
 
 
-def invert_tab(handlers: SpaceHandlers) -> None:
-    """The Invert tab (image models): an upload or a drawing, F(x), G(F(x)), refinement, and the numbers."""
+def invert_tab(handlers: SpaceHandlers, pool: InversionPool | None = None) -> None:
+    """The Invert tab (image models): an upload or a drawing, F(x), G(F(x)), refinement, and the numbers. With a
+    `pool`, visitors' inversions run in its worker processes, and the pool bounds how many wait."""
+    invert = pool.invert if pool is not None else handlers.invert
+    # with a pool, gradio hands every request on at once and the pool answers "busy" past its bound
+    heavy = {**HEAVY, "concurrency_limit": pool.capacity} if pool is not None else HEAVY
     grayscale = handlers.pipe.generator.config.num_channels == 1
     with gr.Tab("Invert"):
         gr.Markdown(
@@ -219,10 +225,10 @@ def invert_tab(handlers: SpaceHandlers) -> None:
                     details = gr.JSON(label="Details")
         invert_inputs = [image, invert_colors, refine_steps]
         invert_outputs = [model_view, reconstruction, refined, latent_plot, summary, details]
-        invert_button.click(handlers.invert, invert_inputs, invert_outputs, api_name="invert", **HEAVY)
+        invert_button.click(invert, invert_inputs, invert_outputs, api_name="invert", **heavy)
         image.change(handlers.auto_invert, image, invert_colors, api_visibility="private", queue=False)
         draw_button.click(handlers.use_drawing, sketch, [image, invert_colors], api_visibility="private").success(
-            handlers.invert, invert_inputs, invert_outputs, api_visibility="private"
+            invert, invert_inputs, invert_outputs, api_visibility="private", **heavy
         )
         sample_path, drawing_path = _example_images(handlers)
         gr.Examples(

@@ -65,10 +65,12 @@ def server(model_dir):
             os.environ.pop("MODEL_ID")
         else:
             os.environ["MODEL_ID"] = previous
-    demo = app.build_demo(pipe, model_name="test-mnist")
+    # inversions in a worker process, as `python spaces/app.py` runs them: every /invert test goes through the pool
+    demo = app.build_demo(pipe, model_name="test-mnist", inversion_workers=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     yield url, demo
     demo.close()
+    demo.veegan_inversion_pool.close()
 
 
 @pytest.fixture(scope="module")

@@ -129,8 +129,8 @@ def test_kill_during_training_leaves_only_complete_checkpoints(tmp_path):
         "100000",
     ]
     proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("checkpoint-*"))) < 2:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(out.glob("checkpoint-*"))) < 2:
         time.sleep(0.2)
     time.sleep(0.37)  # land somewhere inside a later save
     proc.send_signal(signal.SIGKILL)

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import make_pipeline
 from veegan_hf import VEEGAN
+from veegan_hf.loading import WEIGHTS_NAME
 
 
 @pytest.fixture
@@ -23,20 +24,20 @@ def _edit_config(folder: Path, edit) -> None:
 
 
 def test_truncated_weights_name_the_file(saved):
-    weights = saved / "generator" / "diffusion_pytorch_model.safetensors"
+    weights = saved / "generator" / WEIGHTS_NAME
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"generator/diffusion_pytorch_model\.safetensors is truncated or corrupt"):
         VEEGAN.from_pretrained(saved)
 
 
 def test_garbage_weights_name_the_file(saved):
-    (saved / "reconstructor" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 64)
+    (saved / "reconstructor" / WEIGHTS_NAME).write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match=r"reconstructor/diffusion_pytorch_model\.safetensors"):
         VEEGAN.from_pretrained(saved)
 
 
 def test_missing_weights_and_pickle_only_folder(saved):
-    weights = saved / "generator" / "diffusion_pytorch_model.safetensors"
+    weights = saved / "generator" / WEIGHTS_NAME
     weights.rename(weights.with_suffix(".bin"))  # a pickle file is never read
     with pytest.raises(ValueError, match=r"safetensors is missing .*weights load from safetensors only"):
         VEEGAN.from_pretrained(saved)

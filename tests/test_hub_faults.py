@@ -11,7 +11,9 @@ from tests.hub_server import FakeHub
 from tests.test_hub_http import PIPELINE_FILES, TOKEN, _expected, _load_in_subprocess
 
 REPO = "org/flaky"
-FAST_RETRIES = {"VEEGAN_HUB_BACKOFF_SECONDS": "0.05", "HF_HUB_DOWNLOAD_TIMEOUT": "2", "HF_HUB_ETAG_TIMEOUT": "2"}
+# short backoff; timeouts long enough for a healthy answer from the local Hub on a loaded machine, short of the
+# injected stall
+FAST_RETRIES = {"VEEGAN_HUB_BACKOFF_SECONDS": "0.05", "HF_HUB_DOWNLOAD_TIMEOUT": "4", "HF_HUB_ETAG_TIMEOUT": "4"}
 CDN_FILE = r"^/[0-9a-f]{64}$"  # an LFS file's content, on the CDN
 
 
@@ -28,7 +30,7 @@ def test_a_download_survives_a_500_a_dropped_connection_and_a_timeout(flaky):
     server, _, tmp = flaky
     server.inject("GET", r"/api/models/org/flaky", "500")
     server.inject("GET", CDN_FILE, "drop")
-    server.inject("GET", r"/org/flaky/resolve/[^/]+/reconstructor/config\.json", "timeout", delay=5)
+    server.inject("GET", r"/org/flaky/resolve/[^/]+/reconstructor/config\.json", "timeout", delay=12)
     results = _load_in_subprocess(
         server_namespace(server), tmp, [{"name": "load", "repo_id": REPO}], offline=False, extra_env=FAST_RETRIES
     )

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from veegan_hf.data import get_mixture
@@ -11,6 +13,7 @@ from veegan_hf.metrics import (
     hq_breakdown,
     mixture_metrics,
     mixture_metrics_for,
+    modes_to_digits,
     reconstruction_mse,
     stacked_mnist_metrics,
 )
@@ -121,6 +124,14 @@ def test_mixture_metrics_rejects_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------- Stacked MNIST
+
+
+@given(st.lists(st.tuples(*[st.integers(0, 9)] * 3), min_size=1, max_size=50))
+def test_modes_to_digits_inverts_digits_to_modes(triples):
+    digits = torch.tensor(triples)  # (N, 3)
+    modes = digits_to_modes(digits)
+    assert torch.equal(modes_to_digits(modes), digits)
+    assert torch.equal(digits_to_modes(modes_to_digits(torch.arange(1000))), torch.arange(1000))
 
 
 def test_digits_to_modes():

@@ -42,7 +42,7 @@ def test_app_starts_as_a_script_offline(model_dir, tmp_path):
         [sys.executable, str(APP_PATH)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline, status = time.monotonic() + 60, None
+        deadline, status = time.monotonic() + 180, None  # example caching on a loaded machine
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
@@ -90,7 +90,7 @@ def test_concurrent_clients(server, capsys):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=600)
     wall = time.perf_counter() - t0
     assert not failures, failures
     assert len(latencies) == num_clients * num_requests

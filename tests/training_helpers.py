@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from veegan_hf import train as train_module
+from veegan_hf.loading import WEIGHTS_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "training" / "train.py")
@@ -36,7 +37,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return {
         f"{net}.{k}": v
         for net in ("generator", "reconstructor", "discriminator")
-        for k, v in load_file(folder / net / "diffusion_pytorch_model.safetensors").items()
+        for k, v in load_file(folder / net / WEIGHTS_NAME).items()
     }
 
 

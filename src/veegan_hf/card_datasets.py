@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import BUILTIN_DATASETS
+from .data import BUILTIN_DATASETS, builtin_spec
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
 
@@ -50,7 +50,7 @@ class DatasetInfo:
         """The card's standard `datasets` key: Hub ids only, a Hub dataset's own or the one a built-in is drawn from."""
         if self.source == "hub":
             return [self.name]
-        spec = BUILTIN_DATASETS.get(self.name) if self.source == "builtin" else None
+        spec = builtin_spec(self.name) if self.source == "builtin" else None
         return [spec.hub_dataset] if spec is not None and spec.hub_dataset else None
 
     @property

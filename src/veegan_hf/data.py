@@ -59,6 +59,12 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
 }
 MIXTURE_NAMES = tuple(name for name, spec in BUILTIN_DATASETS.items() if spec.kind == "mixture")
 
+
+def builtin_spec(dataset_name: object) -> BuiltinDataset | None:
+    """The built-in dataset called `dataset_name` (a name as a card or config stores it), or None for any other."""
+    return BUILTIN_DATASETS.get(str(dataset_name)) if dataset_name else None
+
+
 # Stacked MNIST: a mode is the base-10 number formed by the digits of the three channels (`metrics.digits_to_modes`).
 NUM_STACKED_MNIST_MODES = 1000
 

@@ -4,6 +4,7 @@
 """
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -68,6 +69,12 @@ def check_config(
             value = sizes[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{key}={value!r} must be a finite number.")
+
+
+def check_network_config(config: Mapping[str, object], *, allow_zero_latent: bool = False) -> None:
+    """`check_config` on a network's whole registered config (diffusers sets `self.config` before `__init__` runs),
+    so that each network's checks cover every key it declares."""
+    check_config(**{k: v for k, v in config.items() if not k.startswith("_")}, allow_zero_latent=allow_zero_latent)
 
 
 def activation_layer(name: str) -> nn.Module:

@@ -193,6 +193,12 @@ def digits_to_modes(channel_predictions: torch.Tensor) -> torch.Tensor:
     return (digits * weights).sum(dim=1)  # (N,)
 
 
+def modes_to_digits(modes: torch.Tensor) -> torch.Tensor:
+    """The inverse of `digits_to_modes`: Stacked MNIST modes `(N,)` in 0..999 -> each channel's digit, `(N, 3)`."""
+    weights = torch.tensor(CHANNEL_WEIGHTS, device=modes.device)
+    return modes.long()[:, None] // weights % 10  # (N, 3)
+
+
 def stacked_mnist_metrics(
     predicted_modes: torch.Tensor, data_mode_counts: torch.Tensor | None = None, num_modes: int = 1000
 ) -> dict[str, float]:

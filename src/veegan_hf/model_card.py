@@ -193,17 +193,44 @@ def create_model_card(
     is_image = pipeline.is_image_model
     g = pipeline.generator.config
     kind = f"{g.image_size}x{g.image_size} image model" if is_image else f"{g.data_dim}-D vector model"
-    # vectors have no Hub pipeline task: claiming one (e.g. tabular-to-tabular) would file the model under it
-    task = "unconditional-image-generation" if is_image else "unconditional-generation"
-    tags = ["veegan", "gan", "mode-collapse", "diffusers"]
-    tags += ["unconditional-image-generation"] if is_image else ["unconditional-generation", "synthetic-data"]
     dataset = describe_dataset(dataset_name)
     objective = _objective(training_config, objective)
     title = _title(repo_id, dataset, kind, objective)
     num_modes = _num_modes(metrics or {}, dataset)
     shown = _card_metrics(metrics)
-    eval_results = _eval_results(shown, num_modes, dataset, task)
-    card_data = ModelCardData(
+    # vectors have no Hub pipeline task: claiming one (e.g. tabular-to-tabular) would file the model under it
+    task = "unconditional-image-generation" if is_image else "unconditional-generation"
+    card_data = _card_data(is_image, title, dataset, objective, _eval_results(shown, num_modes, dataset, task))
+    body = _template().substitute(
+        title=title,
+        intro=_intro(objective, kind, f" on {dataset.phrase}" if dataset is not None else ""),
+        samples_section=_samples_section(save_directory, is_image, dataset_name),
+        repo_id=repo_id or "path/to/this/model",
+        output_type_arg="" if is_image else ', output_type="pt"',
+        usage_tail=(
+            'out.images[0].save("sample.png")\nz = pipe.encode(out.images)          # image -> latent, one pass\n'
+            "x_hat = pipe.reconstruct(out.images)  # G(F(x))\nz_star = pipe.invert(out.images, num_steps=200)"
+            if is_image
+            else "samples = out.samples                 # (16, data_dim)\nz = pipe.encode(samples)"
+        ),
+        metrics_table=_metrics_table(shown, num_modes),
+        architecture_rows="\n".join(
+            f"| {name} | `{json.dumps({k: v for k, v in module.config.items() if not k.startswith('_')})}` |"
+            for name, module in pipeline.components.items()
+            if module is not None
+        ),
+        training_section=_training_section(training_config),
+    )
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+
+def _card_data(
+    is_image: bool, title: str, dataset: DatasetInfo | None, objective: str, eval_results: list | None
+) -> ModelCardData:
+    """The card's YAML metadata: library, tags, task, datasets and the model-index."""
+    tags = ["veegan", "gan", "mode-collapse", "diffusers"]
+    tags += ["unconditional-image-generation"] if is_image else ["unconditional-generation", "synthetic-data"]
+    return ModelCardData(
         library_name="veegan-hf",
         license="mit",
         tags=tags,
@@ -214,31 +241,6 @@ def create_model_card(
         **({DATASET_KEY: _dataset_record(dataset)} if dataset is not None else {}),
         **({OBJECTIVE_KEY: objective} if objective != "veegan" else {}),
     )
-    metrics_table = _metrics_table(shown, num_modes)
-    architecture_rows = "\n".join(
-        f"| {name} | `{json.dumps({k: v for k, v in module.config.items() if not k.startswith('_')})}` |"
-        for name, module in pipeline.components.items()
-        if module is not None
-    )
-    training_section = _training_section(training_config)
-    samples_section = _samples_section(save_directory, is_image, dataset_name)
-    body = _template().substitute(
-        title=title,
-        intro=_intro(objective, kind, f" on {dataset.phrase}" if dataset is not None else ""),
-        samples_section=samples_section,
-        repo_id=repo_id or "path/to/this/model",
-        output_type_arg="" if is_image else ', output_type="pt"',
-        usage_tail=(
-            'out.images[0].save("sample.png")\nz = pipe.encode(out.images)          # image -> latent, one pass\n'
-            "x_hat = pipe.reconstruct(out.images)  # G(F(x))\nz_star = pipe.invert(out.images, num_steps=200)"
-            if is_image
-            else "samples = out.samples                 # (16, data_dim)\nz = pipe.encode(samples)"
-        ),
-        metrics_table=metrics_table,
-        architecture_rows=architecture_rows,
-        training_section=training_section,
-    )
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
 
 
 def _eval_results(

@@ -17,7 +17,7 @@ from diffusers import ModelMixin  # top-level name on purpose: diffusers' loader
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
-from .layers import ConvEncoder, activation_layer, check_config, dcgan_plan, mlp
+from .layers import ConvEncoder, activation_layer, check_network_config, dcgan_plan, mlp
 from .metz import MetzDiscriminatorNet, MetzEncoderNet, MetzGeneratorNet
 
 
@@ -82,19 +82,7 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         batch_norm: bool = False,
     ):
         super().__init__()
-        check_config(
-            architecture,
-            latent_dim,
-            data_dim,
-            image_size,
-            num_channels,
-            hidden_dim=hidden_dim,
-            num_hidden_layers=num_hidden_layers,
-            base_channels=base_channels,
-            extra_noise_dim=extra_noise_dim,
-            activation=activation,
-            batch_norm=batch_norm,
-        )
+        check_network_config(self.config)  # registered before __init__ runs
         if batch_norm and architecture != "mlp":
             raise ValueError(
                 f"batch_norm=True applies to the mlp generator only; architecture={architecture!r} always has "
@@ -178,18 +166,7 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
         activation: str = "relu",
     ):
         super().__init__()
-        check_config(
-            architecture,
-            latent_dim,
-            data_dim,
-            image_size,
-            num_channels,
-            hidden_dim=hidden_dim,
-            num_hidden_layers=num_hidden_layers,
-            base_channels=base_channels,
-            activation=activation,
-            noise_std=noise_std,
-        )
+        check_network_config(self.config)  # registered before __init__ runs
         if noise_std < 0:
             raise ValueError(f"noise_std={noise_std} must be >= 0 (0 makes the reconstructor deterministic).")
         if architecture == "mlp":
@@ -270,22 +247,7 @@ class VEEGANDiscriminator(ModelMixin, ConfigMixin):
         spectral_norm: bool = False,
     ):
         super().__init__()
-        check_config(
-            architecture,
-            latent_dim,
-            data_dim,
-            image_size,
-            num_channels,
-            allow_zero_latent=True,
-            hidden_dim=hidden_dim,
-            num_hidden_layers=num_hidden_layers,
-            base_channels=base_channels,
-            pack_size=pack_size,
-            activation=activation,
-            marginal_head=marginal_head,
-            spectral_norm=spectral_norm,
-            sample_scale=sample_scale,
-        )
+        check_network_config(self.config, allow_zero_latent=True)  # registered before __init__ runs
         if marginal_head and latent_dim == 0:
             raise ValueError("marginal_head=True needs a joint discriminator: latent_dim=0 already judges x alone.")
         if sample_scale <= 0:

@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .data import BUILTIN_DATASETS
+from .data import builtin_spec
 
 if TYPE_CHECKING:
     from .pipeline_veegan import VEEGAN
@@ -107,12 +107,15 @@ def _figure_image(figure) -> PIL.Image.Image:
     return PIL.Image.open(buffer).convert("RGB")
 
 
+TILE_PIXELS = 96  # the smallest side of a shown image: 28-px digits are enlarged 4x, 64-px faces 2x
+
+
 def samples_picture(
     samples: torch.Tensor,
     dataset_name: str | None = None,
     title: str = "",
     num_columns: int | None = None,
-    min_side: int = 0,
+    tile_pixels: int | None = None,
     background: float = -1.0,
     pad: int = 2,
     as_path: bool = False,
@@ -126,8 +129,8 @@ def samples_picture(
         dataset_name (`str`, *optional*): a built-in mixture adds its true modes to a vector picture.
         title (`str`, *optional*): the title of a vector picture.
         num_columns (`int`, *optional*): grid columns (images); defaults to the smallest square that fits.
-        min_side (`int`, *optional*, defaults to 0): images are enlarged by a whole factor until the grid is at least
-            this many pixels wide, so that 28-px digits stay readable.
+        tile_pixels (`int`, *optional*, defaults to `TILE_PIXELS`, 96): each image is enlarged by a whole factor
+            (nearest neighbour) until it is at least this many pixels wide, so that 28-px digits stay readable.
         background (`float`, *optional*, defaults to -1.0): the grid's gutter value in [-1, 1].
         pad (`int`, *optional*, defaults to 2): the gutter width in output pixels.
         as_path (`bool`, *optional*, defaults to `False`): 2-D points in order (an interpolation), joined by a line.
@@ -139,7 +142,7 @@ def samples_picture(
     """
     if samples.ndim == 4:
         columns = num_columns or int(np.ceil(np.sqrt(samples.shape[0])))
-        scale = max(1, math.ceil(min_side / (columns * samples.shape[-1]))) if min_side else 1
+        scale = max(1, math.ceil((tile_pixels or TILE_PIXELS) / samples.shape[-1]))
         return image_grid(samples, num_columns=columns, scale=scale, background=background, pad=pad)
     from matplotlib.figure import Figure
 
@@ -166,10 +169,10 @@ def samples_picture(
     return _figure_image(figure)
 
 
-# the card's sample image: a grid of 64 for image models, 2,500 points (the 2-D protocol's count) for 2-D ones
+# the samples shown to people (the card, a run's validation pictures, the benchmarks): a grid of 64 for image models,
+# 2,500 points (the 2-D protocol's count) for vector ones
 GRID_COLUMNS = 8
 GRID_SAMPLES = GRID_COLUMNS * GRID_COLUMNS
-GRID_MIN_WIDTH = 512  # pixels: 28-px digits are enlarged to stay visible on the Hub page
 SCATTER_SAMPLES = 2500
 SAMPLES_NAME = "samples.png"  # written beside the weights by save_pretrained, embedded in the card, pushed with it
 
@@ -201,18 +204,18 @@ def save_samples_image(pipeline: "VEEGAN", save_directory: str | Path, dataset_n
         path.unlink(missing_ok=True)
         return None
     title = f"{samples.shape[0]:,} samples (seed 0)"
-    samples_picture(samples, dataset_name, title, num_columns=GRID_COLUMNS, min_side=GRID_MIN_WIDTH).save(path)
+    samples_picture(samples, dataset_name, title, num_columns=GRID_COLUMNS).save(path)
     return path
 
 
 def is_2d_mixture(dataset_name: str | None) -> bool:
-    spec = BUILTIN_DATASETS.get(str(dataset_name)) if dataset_name else None
+    spec = builtin_spec(dataset_name)
     return spec is not None and spec.kind == "mixture" and spec.data_dim == 2
 
 
 def _mixture_means(dataset_name: str | None, any_dim: bool = False) -> Any:
     """The true means of a built-in 2-D mixture (of any built-in mixture with `any_dim`), else None."""
-    spec = BUILTIN_DATASETS.get(str(dataset_name)) if dataset_name else None
+    spec = builtin_spec(dataset_name)
     if spec is None or spec.kind != "mixture" or (not any_dim and spec.data_dim != 2):
         return None
     from .data import get_mixture

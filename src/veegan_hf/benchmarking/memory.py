@@ -5,12 +5,32 @@ import re
 from pathlib import Path
 
 
-def _proc_status_kib(key: str) -> int | None:
+def _proc_status_kib(key: str, pid: int | str = "self") -> int | None:
     try:
-        match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+        match = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
     except OSError:
         return None
     return int(match.group(1)) if match else None
+
+
+def process_rss_mib(pid: int, with_children: bool = False) -> float | None:
+    """
+    The resident memory of process `pid` in MiB (Linux), with its child processes' and theirs when `with_children`
+    (a server's worker pool, say); None once `pid` has ended.
+    """
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        kib = _proc_status_kib("VmRSS", current)
+        if kib is None:
+            if current == pid:
+                return None
+            continue  # a child that just ended
+        total += kib / 1024
+        if with_children:
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split())
+    return total
 
 
 def _lifetime_peak_kib() -> int:

@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from ..data import get_mixture, mnist_pixel_values, mnist_split
 from ..training import TrainingConfig
+from ..training.loop import WARMUP_STEPS
 from ..training.networks import build_networks, make_optimizer
 from .memory import peak_memory
 
@@ -80,7 +81,7 @@ def bare_run(
     steps: int,
     *,
     compile: bool,
-    warmup_steps: int = 10,
+    warmup_steps: int = WARMUP_STEPS,
     memory: dict | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:

@@ -175,3 +175,53 @@ def mode_table(
             -row["real_share"],
         ),
     )
+
+
+def per_image_table(
+    data: AuditData,
+    neighbours: dict[str, torch.Tensor],
+    errors: torch.Tensor,
+    feature_distances: torch.Tensor,
+    reconstruction_labels: torch.Tensor | None,
+    refined_errors: torch.Tensor,
+    not_makeable: torch.Tensor,
+) -> Any:
+    """One row per audited real image (`per_image.csv`): its coverage, its reconstruction and the verdict."""
+    import datasets
+
+    count = len(errors)
+    return datasets.Dataset.from_dict(
+        {
+            "index": list(range(count)),
+            "label": _listed(data.real_labels, count),
+            "covered": neighbours["covered"].tolist(),
+            "coverage_ratio": neighbours["coverage_ratio"].tolist(),
+            "knn_radius": neighbours["knn_radius"].tolist(),
+            "nearest_generated_index": neighbours["nearest_generated_index"].tolist(),
+            "nearest_generated_distance": neighbours["nearest_generated_distance"].tolist(),
+            "reconstruction_mse": errors.tolist(),
+            "reconstruction_feature_distance": feature_distances.tolist(),
+            "reconstruction_label": _listed(reconstruction_labels, count),
+            "refined_mse": refined_errors.tolist(),
+            "not_makeable": not_makeable.tolist(),
+        }
+    )
+
+
+def per_mode_table(rows: list[dict], metrics: dict[str, Any]) -> Any:
+    """The per-mode table (`per_mode.csv`, most dropped first), or None without modes; names the most dropped and
+    most under-generated modes in `metrics`."""
+    if not rows:
+        return None
+    import datasets
+
+    metrics["most_dropped_mode"] = rows[0]["mode"]
+    # a collapsed model leaves hundreds of modes equally unmakeable: then no single mode is "the" dropped one
+    first = (rows[0]["not_makeable_rate"], rows[0]["relative_gap"])
+    metrics["most_dropped_ties"] = sum((r["not_makeable_rate"], r["relative_gap"]) == first for r in rows)
+    metrics["most_under_generated_mode"] = min(rows, key=lambda row: row["relative_gap"])["mode"]
+    return datasets.Dataset.from_list(rows)
+
+
+def _listed(values: torch.Tensor | None, count: int) -> list:
+    return values.tolist() if values is not None else [None] * count

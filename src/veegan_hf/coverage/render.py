@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..plotting import image_grid
+from ..metrics import modes_to_digits
+from ..plotting import samples_picture
 
 NUM_WORST_SHOWN = 16
 NUM_MODES_SHOWN = 30  # Stacked MNIST has 1000 modes: the chart shows the most under-generated
@@ -102,7 +103,7 @@ def _worst_figure(report) -> Any:
         refined[:count] = art["worst_refined"][:count]
     columns = [real, art["worst_reconstructed"][:NUM_WORST_SHOWN], refined, art["worst_nearest"][:NUM_WORST_SHOWN]]
     tiles = torch.stack(columns, dim=1).flatten(0, 1)  # (rows * 4, C, H, W): one row per image
-    return image_grid(tiles, num_columns=4, scale=3)
+    return samples_picture(tiles, num_columns=4)
 
 
 def _histogram_figure(values: list[torch.Tensor], labels: list[str], xlabel: str, line: float | None) -> Any:
@@ -130,8 +131,7 @@ def _confusion_figure(report) -> Any:
         ax.text(0.5, 0.5, "no labels to compare", ha="center", va="center")
         return _to_image(fig)
     if art["labeller"] == "stacked":  # per channel: the digits of the three channels, pooled
-        digits = lambda modes: torch.stack([modes // 100, modes // 10 % 10, modes % 10], dim=1).flatten()  # noqa: E731
-        real, recon = digits(real), digits(recon)
+        real, recon = modes_to_digits(real).flatten(), modes_to_digits(recon).flatten()
     size = int(max(real.max(), recon.max())) + 1
     if size > 50:
         ax.text(0.5, 0.5, f"{size} labels: too many to draw", ha="center", va="center")

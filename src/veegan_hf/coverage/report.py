@@ -30,6 +30,8 @@ from .measures import (
     Labeller,
     fid_kid,
     mode_table,
+    per_image_table,
+    per_mode_table,
     reconstruct,
     reconstruction_errors,
     refine,
@@ -238,33 +240,17 @@ def coverage_report(
         metrics["reconstruction_keeps_label"] = float(kept.double().mean())
     stages.close()
 
-    import datasets
-
     nearest = neighbours["nearest_generated_index"]
-    per_image = datasets.Dataset.from_dict(
-        {
-            "index": list(range(len(errors))),
-            "label": _listed(data.real_labels, len(errors)),
-            "covered": neighbours["covered"].tolist(),
-            "coverage_ratio": neighbours["coverage_ratio"].tolist(),
-            "knn_radius": neighbours["knn_radius"].tolist(),
-            "nearest_generated_index": nearest.tolist(),
-            "nearest_generated_distance": neighbours["nearest_generated_distance"].tolist(),
-            "reconstruction_mse": errors.tolist(),
-            "reconstruction_feature_distance": (reconstructed_features - real_features).norm(dim=1).tolist(),
-            "reconstruction_label": _listed(reconstruction_labels, len(errors)),
-            "refined_mse": refined_errors.tolist(),
-            "not_makeable": not_makeable.tolist(),
-        }
+    per_image = per_image_table(
+        data,
+        neighbours,
+        errors,
+        (reconstructed_features - real_features).norm(dim=1),
+        reconstruction_labels,
+        refined_errors,
+        not_makeable,
     )
-    rows = mode_table(data, generated_labels, neighbours, errors, kept, not_makeable)
-    per_mode = datasets.Dataset.from_list(rows) if rows else None
-    if rows:
-        metrics["most_dropped_mode"] = rows[0]["mode"]
-        # a collapsed model leaves hundreds of modes equally unmakeable: then no single mode is "the" dropped one
-        first = (rows[0]["not_makeable_rate"], rows[0]["relative_gap"])
-        metrics["most_dropped_ties"] = sum((r["not_makeable_rate"], r["relative_gap"]) == first for r in rows)
-        metrics["most_under_generated_mode"] = min(rows, key=lambda row: row["relative_gap"])["mode"]
+    per_mode = per_mode_table(mode_table(data, generated_labels, neighbours, errors, kept, not_makeable), metrics)
     from .. import __version__
 
     info = {
@@ -301,10 +287,6 @@ def coverage_report(
         "labeller": labeller.kind,
     }
     return CoverageReport(metrics, per_image, per_mode, info, artifacts)
-
-
-def _listed(values: torch.Tensor | None, count: int) -> list:
-    return values.tolist() if values is not None else [None] * count
 
 
 def _modes(pipe: Any, data: Any, labeller: Labeller, generated: torch.Tensor, seed: int) -> tuple[dict, torch.Tensor]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import BUILTIN_DATASETS, BuiltinDataset
+from ..data import BUILTIN_DATASETS, BuiltinDataset, builtin_spec
 from ..layers import ACTIVATIONS, ARCHITECTURES, IMAGE_ARCHITECTURES, IMAGE_SIZES, SIZE_LIMITS
 from ..losses import ADVERSARIAL_LOSSES, DISCRIMINATOR_LOSSES
 from ..objectives import OBJECTIVES, LossOptions
@@ -131,7 +131,7 @@ class TrainingConfig:
     @property
     def builtin_spec(self) -> "BuiltinDataset | None":
         """The built-in dataset this run trains on, or None for Hub or local data."""
-        return BUILTIN_DATASETS.get(self.dataset_name) if self.is_builtin_data else None
+        return builtin_spec(self.dataset_name) if self.is_builtin_data else None
 
     @property
     def pack_size_of_objective(self) -> int:

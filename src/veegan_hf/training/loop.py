@@ -1,7 +1,9 @@
 """The Accelerate training loop: a resolved config in, a `TrainResult` out. Each objective's forward and losses come
-from `objectives.OBJECTIVES`; the loop maps the config to their options and adds the schedules of the VEEGAN ones.
+from `objectives.OBJECTIVES`, with their options from `config.loss_options`; the loop adds the schedules of the
+VEEGAN ones.
 
-TrainingConfig -> data -> networks -> one `accelerator.prepare` -> the loop -> `save_pretrained` / `push_to_hub`.
+TrainingConfig -> `setup.set_up` (data, networks, one `accelerator.prepare`) -> `_train_step` / `_after_step` per step
+-> `_finish` (`save_pretrained` / `push_to_hub`).
 Runs unchanged on one CPU, several CPU processes (gloo), many GPUs and several machines: every rank runs the same
 steps; only I/O and logging are rank-0 only. By default each step is Algorithm 1's simultaneous update: the
 objective's terms are summed and backpropagated once, and one optimizer with a group per network steps;

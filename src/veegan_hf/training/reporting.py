@@ -12,8 +12,7 @@ from .config import TrainingConfig
 from .schedules import has_schedule
 
 logger = logging.getLogger("veegan_hf.train")
-GRID_SAMPLES, GRID_COLUMNS = 64, 8
-GRID_MIN_SIDE = 768  # pixels: a grid of 28-px digits is upscaled until it reads at a glance
+MAX_VALIDATION_SAMPLES = 2500  # the samples scored at a validation step, unless --num_validation_samples says
 
 
 def progress_bar(accelerator, first_step: int, total: int):
@@ -30,16 +29,15 @@ def progress_bar(accelerator, first_step: int, total: int):
 
 
 def sample_figure(pipe: VEEGAN, config: TrainingConfig, title: str, metrics: dict[str, Any]):
-    """The picture a run saves (`plotting.samples_picture`): an 8x8 image grid large enough to read, or the vectors
-    over the true modes."""
-    from ..plotting import samples_picture
+    """The picture a run saves (`plotting.samples_picture`): an 8x8 image grid, or the vectors over the true modes."""
+    from ..plotting import GRID_COLUMNS, GRID_SAMPLES, SCATTER_SAMPLES, samples_picture
 
     spec = config.builtin_spec
-    count = GRID_SAMPLES if pipe.is_image_model else (spec.num_eval_samples if spec else 2500)
+    count = GRID_SAMPLES if pipe.is_image_model else (spec.num_eval_samples if spec else SCATTER_SAMPLES)
     samples = draw_samples(pipe, count, seed=config.seed)
     if metrics and "hq_percent" in metrics:
         title += f"\n{metrics['modes_captured']}/{metrics['num_modes']} modes, {metrics['hq_percent']:.1f}% HQ"
-    return samples_picture(samples, config.dataset_name, title, num_columns=GRID_COLUMNS, min_side=GRID_MIN_SIDE)
+    return samples_picture(samples, config.dataset_name, title, num_columns=GRID_COLUMNS)
 
 
 def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: int, final: bool) -> dict[str, float]:
@@ -48,8 +46,9 @@ def validate_and_log(accelerator, pipe: VEEGAN, config: TrainingConfig, step: in
     samples_dir.mkdir(exist_ok=True)
     spec = config.builtin_spec
     scored = spec is not None and (config.eval_at_end or not final)
-    # the full protocol at the end; during training at most 2,500 samples keep validation cheap
-    num = None if final else config.num_validation_samples or min(spec.num_eval_samples if spec else 64, 2500)
+    # the full protocol at the end; during training at most MAX_VALIDATION_SAMPLES keep validation cheap
+    cheap = min(spec.num_eval_samples if spec else 64, MAX_VALIDATION_SAMPLES)
+    num = None if final else config.num_validation_samples or cheap
     metrics = evaluate(pipe, config.dataset_name, num_samples=num, seed=config.seed) if scored else {}
     tag = "final" if final else f"step_{step:06d}"
     figure = sample_figure(pipe, config, f"{config.objective} on {config.dataset_name}, step {step}", metrics)

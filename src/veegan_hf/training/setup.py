@@ -2,6 +2,7 @@
 to step (data, networks, one optimizer, the schedules, the record), resumed from a checkpoint when asked."""
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -65,8 +66,8 @@ class Run:
 
     @property
     def effective_batch(self) -> int:
-        c = self.config
-        return c.train_batch_size * self.accelerator.num_processes * c.gradient_accumulation_steps
+        """Samples per optimizer step over all processes, as the record states it."""
+        return self.record["effective_batch_size"]
 
     def step_context(self) -> contextlib.AbstractContextManager:
         if self.no_context:
@@ -102,50 +103,9 @@ class Run:
 def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_start: float) -> Run:
     """Data, networks and optimizer prepared by one `accelerator.prepare`, a checkpoint's state when resuming, the
     record written, the trackers started, and the step's forward (compiled when asked)."""
-    from accelerate.utils import set_seed
-
+    config, dataset, resume_path = _checked_launch(config, accelerator)
     device, output_dir = accelerator.device, Path(config.output_dir)
-    if config.num_cpu_threads is not None:
-        torch.set_num_threads(config.num_cpu_threads)
-    if accelerator.mixed_precision == "fp16" and device.type == "cpu":
-        warnings.warn(
-            "--mixed_precision fp16 does nothing on CPU (no autocast, no GradScaler): the run is float32. "
-            "Use --mixed_precision bf16 on CPU, or fp16 on a GPU.",
-            stacklevel=1,
-        )
-    config, dataset = resolve_data(replace(config, mixed_precision=accelerator.mixed_precision))
-    resume_path = checkpointing.resolve_resume(config)
-    alternating = config.update_order == "alternating"
-    if alternating and accelerator.num_processes > 1:
-        raise ConfigError(
-            "--update_order alternating runs on one process: two backward passes per step leave some networks "
-            "without gradients in each, which DDP refuses. Use --update_order simultaneous with several processes."
-        )
-
-    # identical initial weights on every rank; then per-rank streams for latents, noise and data
-    set_seed(config.seed)
-    generator, reconstructor, discriminator = build_networks(config)
-    set_seed(config.seed, device_specific=True)
-    source = build_source(config, dataset, accelerator.process_index, accelerator.num_processes)
-    ema = EMA(generator, config.ema_decay).to(device) if config.use_ema else None
-
-    # fused: one kernel updates every tensor; foreach is the next best, where fused is not built (e.g. XPU)
-    kind = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
-    optimizer = make_optimizer(generator, reconstructor, discriminator, config, **kind)
-    # one prepare call for the networks, the optimizer and the dataloader (only Hub/local image data has one)
-    loader = [source.dataloader] if source.dataloader is not None else []
-    prepared = accelerator.prepare(generator, reconstructor, discriminator, optimizer, *loader)
-    generator, reconstructor, discriminator, optimizer = prepared[:4]
-    if source.dataloader is not None:
-        source.dataloader, source.accelerator = prepared[4], accelerator
-    # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step.
-    # Its state and the EMA's are saved as JSON and safetensors by save_checkpoint, not by Accelerate's
-    # register_for_checkpointing, which would unpickle them on resume (weights_only=False).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lr_factor(config))
-    raw = {
-        name: accelerator.unwrap_model(m)
-        for name, m in (("generator", generator), ("reconstructor", reconstructor), ("discriminator", discriminator))
-    }
+    wrapped, raw, ema, optimizer, scheduler, source = _prepared_training(config, accelerator, dataset)
     first_step = 0
     if resume_path is not None:
         accelerator.load_state(str(resume_path))
@@ -165,12 +125,9 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
     factor = reconstruction_weight_factor(config)
     weight = torch.tensor(config.reconstruction_weight * (factor(first_step) if factor else 1.0), device=device)
     options = loss_options(config, raw["discriminator"].config.pack_size, weight if factor else None)
-    networks = Networks(generator, reconstructor, discriminator, raw["discriminator"])
-
-    def step_losses(real: torch.Tensor, latents: torch.Tensor) -> StepLosses:
-        """The objective's forward pass for one batch: every term of the simultaneous update."""
-        return compute_losses(config.objective, networks, real, latents, options)
-
+    # the objective's forward pass for one batch: every term of the simultaneous update
+    networks = Networks(*wrapped, raw["discriminator"])
+    step_losses = functools.partial(compute_losses, config.objective, networks, options=options)
     if config.compile and OBJECTIVES[config.objective].compiles:
         # The whole forward as one graph, so AOTAutograd also emits the backward as one: inductor fuses the
         # activations, losses and the frozen D view across all three networks. Compiling each network on its own
@@ -189,7 +146,7 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         config=config,
         accelerator=accelerator,
         output_dir=output_dir,
-        wrapped=(generator, reconstructor, discriminator),
+        wrapped=wrapped,
         raw=raw,
         ema=ema,
         optimizer=optimizer,
@@ -203,7 +160,7 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         factor=factor,
         first_step=first_step,
         setup_start=setup_start,
-        alternating=alternating,
+        alternating=config.update_order == "alternating",
         no_context=fast_path and accelerator.mixed_precision == "no",
         ema_from=int(config.ema_start * config.max_train_steps),
         fit_at=first_step + FIT_AFTER_STEPS if fit and fitted is None else None,
@@ -215,6 +172,58 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
             weight.fill_(config.reconstruction_weight * run.factor(first_step))
     run.progress = reporting.progress_bar(accelerator, first_step, config.max_train_steps)
     return run
+
+
+def _checked_launch(config: TrainingConfig, accelerator) -> tuple[TrainingConfig, Any, Path | None]:
+    """The config with its data resolved, the dataset, and the checkpoint to resume from; what this launch cannot
+    run is refused here, before any network is built."""
+    if config.num_cpu_threads is not None:
+        torch.set_num_threads(config.num_cpu_threads)
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        warnings.warn(
+            "--mixed_precision fp16 does nothing on CPU (no autocast, no GradScaler): the run is float32. "
+            "Use --mixed_precision bf16 on CPU, or fp16 on a GPU.",
+            stacklevel=1,
+        )
+    config, dataset = resolve_data(replace(config, mixed_precision=accelerator.mixed_precision))
+    resume_path = checkpointing.resolve_resume(config)
+    if config.update_order == "alternating" and accelerator.num_processes > 1:
+        raise ConfigError(
+            "--update_order alternating runs on one process: two backward passes per step leave some networks "
+            "without gradients in each, which DDP refuses. Use --update_order simultaneous with several processes."
+        )
+    return config, dataset, resume_path
+
+
+def _prepared_training(config: TrainingConfig, accelerator, dataset: Any) -> tuple:
+    """The networks (as Accelerate wrapped them, and unwrapped), the EMA, the optimizer, the rate schedule and the
+    batch source, with the seeds that make every rank start from the same weights."""
+    from accelerate.utils import set_seed
+
+    device = accelerator.device
+    # identical initial weights on every rank; then per-rank streams for latents, noise and data
+    set_seed(config.seed)
+    generator, reconstructor, discriminator = build_networks(config)
+    set_seed(config.seed, device_specific=True)
+    source = build_source(config, dataset, accelerator.process_index, accelerator.num_processes)
+    ema = EMA(generator, config.ema_decay).to(device) if config.use_ema else None
+
+    # fused: one kernel updates every tensor; foreach is the next best, where fused is not built (e.g. XPU)
+    kind = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+    optimizer = make_optimizer(generator, reconstructor, discriminator, config, **kind)
+    # one prepare call for the networks, the optimizer and the dataloader (only Hub/local image data has one)
+    loader = [source.dataloader] if source.dataloader is not None else []
+    prepared = accelerator.prepare(generator, reconstructor, discriminator, optimizer, *loader)
+    wrapped, optimizer = tuple(prepared[:3]), prepared[3]
+    if source.dataloader is not None:
+        source.dataloader, source.accelerator = prepared[4], accelerator
+    # not prepared: Accelerate would step it num_processes times per step; it is stepped once per optimizer step.
+    # Its state and the EMA's are saved as JSON and safetensors by save_checkpoint, not by Accelerate's
+    # register_for_checkpointing, which would unpickle them on resume (weights_only=False).
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, lr_factor(config))
+    names = ("generator", "reconstructor", "discriminator")
+    raw = {name: accelerator.unwrap_model(m) for name, m in zip(names, wrapped)}
+    return wrapped, raw, ema, optimizer, scheduler, source
 
 
 def _record(

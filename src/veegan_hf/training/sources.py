@@ -15,13 +15,13 @@ import torch
 
 from ..data import BUILTIN_DATASETS, get_mixture, mnist_pixel_values, mnist_split
 from ..image_processor import ImageTransform
+from ..layers import IMAGE_SIZES
 from .config import ConfigError, TrainingConfig
 
 # Column names tried, in this order, when a dataset has no `datasets.Image` feature.
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "images", "pixel_values", "picture", "photo")
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 NUM_PROBED_IMAGES = 16  # images opened to learn the channel count and to catch a corrupt folder early
-NATIVE_RESOLUTIONS = (28, 32, 64)  # square images of these sizes train at their own size
 DEFAULT_RESOLUTION = 64  # anything else is resized and center-cropped to 64 px
 
 
@@ -124,7 +124,7 @@ def _decode(cell: Any, skip: bool):
 
 def _probe_images(dataset, column: str, config: TrainingConfig) -> tuple[str, int]:
     """Opens the first images: the mode they share decides the channels, and a square size they share that the
-    networks support (28, 32, 64) is the resolution (64 otherwise); a corrupt one is reported by name."""
+    networks support (`layers.IMAGE_SIZES`) is the resolution (64 otherwise); a corrupt one is reported by name."""
     probe = _as_image_column(dataset.select(range(min(NUM_PROBED_IMAGES, len(dataset)))), column)
     images = [image for row in probe if (image := _decode(row[column], config.skip_corrupt_images)) is not None]
     if not images:
@@ -132,7 +132,7 @@ def _probe_images(dataset, column: str, config: TrainingConfig) -> tuple[str, in
     modes = [getattr(image, "mode", "RGB") for image in images]
     sizes = {getattr(image, "size", None) for image in images}
     side = next(iter(sizes))[0] if len(sizes) == 1 and next(iter(sizes)) is not None else None
-    native = side if side in NATIVE_RESOLUTIONS and next(iter(sizes))[1] == side else DEFAULT_RESOLUTION
+    native = side if side in IMAGE_SIZES and next(iter(sizes))[1] == side else DEFAULT_RESOLUTION
     return ("gray" if all(m in GRAY_MODES for m in modes) else "color"), native
 
 
