@@ -137,6 +137,8 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None, inversion_workers: i
         )
 
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
+    if pool is not None:
+        pool.wait_ready(timeout=600)  # loaded beside the examples above: the first visitors meet warm workers
     demo.veegan_handlers, demo.veegan_inversion_pool = handlers, pool
     return demo
 

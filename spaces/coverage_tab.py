@@ -14,7 +14,7 @@ import gradio as gr
 import PIL.Image
 
 from handlers import SpaceHandlers, _checkbox, _tile
-from tabs import LIGHT
+from tabs import LIGHT, output_image
 from veegan_hf.data import BUILTIN_DATASETS
 
 REPORT_FOLDER = "coverage"
@@ -129,9 +129,9 @@ def add_coverage_tab(handlers: SpaceHandlers, model_dir: Path | None, image_uplo
                     with gr.Row():
                         view = {"format": "png", "elem_classes": ["pixelated"], "height": 180, "buttons": []}
                         outputs = [
-                            gr.Image(label="Input x", **view),
-                            gr.Image(label="G(F(x))", **view),
-                            gr.Image(label="Nearest generated sample", **view),
+                            output_image(label="Input x", **view),
+                            output_image(label="G(F(x))", **view),
+                            output_image(label="Nearest generated sample", **view),
                         ]
                     outputs += [gr.Markdown(label="Verdict"), gr.JSON(label="Raw numbers")]
             button.click(handler.judge, [upload, invert_colors], outputs, api_name="coverage", **LIGHT)

@@ -20,6 +20,7 @@ import gradio as gr
 
 from handlers import SpaceHandlers
 
+WORKER_NICENESS = 10  # added to the server's niceness (Linux: 0 is normal, 19 the lowest priority)
 _WORKER_HANDLERS: SpaceHandlers | None = None  # one per worker process, built by _start_worker
 
 
@@ -39,7 +40,14 @@ def _start_worker(model_folder: str, parent: int) -> None:
     global _WORKER_HANDLERS
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)
+    # a lower priority than the server's: under load an inversion takes the cycles the cheap requests leave, so a
+    # busy queue of inversions never holds a core the server needs for a sample
+    os.nice(WORKER_NICENESS)
     _WORKER_HANDLERS = SpaceHandlers(VEEGAN.from_pretrained(model_folder, load_discriminator=False))
+
+
+def _ready() -> None:
+    pass
 
 
 def _invert_in_worker(image: Any, invert_colors: Any, refine_steps: Any) -> tuple:
@@ -75,9 +83,17 @@ class InversionPool:
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server runs threads (gradio's, torch's) that a forked child would inherit mid-state
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             self.workers, context, initializer=_start_worker, initargs=(self.model_folder, os.getpid())
         )
+        # started now, so that no visitor waits for a worker to load the model
+        self._ready = [executor.submit(_ready) for _ in range(self.workers)]
+        return executor
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Blocks until every worker has loaded the model; a worker that could not start raises here."""
+        for future in self._ready:
+            future.result(timeout=timeout)
 
     @property
     def capacity(self) -> int:
@@ -99,7 +115,8 @@ class InversionPool:
             if self._in_flight >= self.capacity:
                 raise gr.Error(
                     f"The Space is busy: {self._in_flight} inversions are running or waiting, the most it takes at "
-                    "once. Try again in a few seconds; fewer refinement steps finish sooner."
+                    "once. Try again in a few seconds; fewer refinement steps finish sooner.",
+                    print_exception=False,  # expected under load: no traceback in the server's log
                 )
             self._in_flight += 1
             executor = self._executor

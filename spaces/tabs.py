@@ -2,6 +2,8 @@
 cached examples. `app.py` assembles them into the demo."""
 
 import atexit
+import hashlib
+import io
 import math
 import os
 import shutil
@@ -73,6 +75,39 @@ def image_upload(**kwargs: Any) -> gr.Image:
     return component
 
 
+def output_image(**kwargs: Any) -> gr.Image:
+    """
+    A `gr.Image` output whose pictures reach gradio's cache whole. gradio writes a PIL output into its cache in place
+    (`save_pil_to_cache`), under a name taken from the picture's bytes, so two visitors who get the same picture at
+    once (the same seed, the same upload) can download it half-rewritten, and the download fails. Here each picture
+    is written under a temporary name and renamed into place, and the finished file is handed to gradio.
+    """
+    component = gr.Image(**kwargs)
+    postprocess = component.postprocess
+
+    def whole_postprocess(value: Any) -> Any:
+        if isinstance(value, PIL.Image.Image):
+            value = _png_in_cache(value, Path(component.GRADIO_CACHE))
+        return postprocess(value)
+
+    component.postprocess = whole_postprocess  # per instance, as in image_upload
+    return component
+
+
+def _png_in_cache(image: PIL.Image.Image, cache: Path) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    data = buffer.getvalue()
+    path = cache / hashlib.sha256(data).hexdigest() / "image.png"  # the same picture: the same file, written once
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".image.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(staging, path)
+    return str(path)
+
+
 _SCRATCH: Path | None = None
 
 
@@ -134,7 +169,7 @@ def sample_tab(demo: gr.Blocks, handlers: SpaceHandlers) -> None:
                     )
                 )
                 sample_button = gr.Button("Sample", variant="primary", elem_id="sample-button")
-            sample_output = gr.Image(
+            sample_output = output_image(
                 label="Samples" if is_image else "Samples over the true modes",
                 format="png",
                 type="pil",
@@ -162,7 +197,8 @@ def invert_tab(handlers: SpaceHandlers, pool: InversionPool | None = None) -> No
     """The Invert tab (image models): an upload or a drawing, F(x), G(F(x)), refinement, and the numbers. With a
     `pool`, visitors' inversions run in its worker processes, and the pool bounds how many wait."""
     invert = pool.invert if pool is not None else handlers.invert
-    # with a pool, gradio hands every request on at once and the pool answers "busy" past its bound
+    # with a pool, gradio hands on as many as the pool takes; the rest wait in gradio's queue (capped by its
+    # max_size), which costs the server nothing more: an upload is parsed once, when its visitor sends it
     heavy = {**HEAVY, "concurrency_limit": pool.capacity} if pool is not None else HEAVY
     grayscale = handlers.pipe.generator.config.num_channels == 1
     with gr.Tab("Invert"):
@@ -216,10 +252,10 @@ def invert_tab(handlers: SpaceHandlers, pool: InversionPool | None = None) -> No
             with gr.Column(scale=2):
                 with gr.Row():
                     pixel_view = {"format": "png", "elem_classes": ["pixelated"], "height": 210, "buttons": []}
-                    model_view = gr.Image(label="Input x", elem_id="invert-model-view", **pixel_view)
-                    reconstruction = gr.Image(label="G(F(x))", elem_id="invert-reconstruction", **pixel_view)
-                    refined = gr.Image(label="G(z*), refined", elem_id="invert-refined", **pixel_view)
-                latent_plot = gr.Image(label="Latent code F(x)", format="png", show_label=True)
+                    model_view = output_image(label="Input x", elem_id="invert-model-view", **pixel_view)
+                    reconstruction = output_image(label="G(F(x))", elem_id="invert-reconstruction", **pixel_view)
+                    refined = output_image(label="G(z*), refined", elem_id="invert-refined", **pixel_view)
+                latent_plot = output_image(label="Latent code F(x)", format="png", show_label=True)
                 summary = gr.Markdown(label="Summary")  # the label names this output in the API
                 with gr.Accordion("Raw numbers", open=False):
                     details = gr.JSON(label="Details")
@@ -264,7 +300,7 @@ def interpolate_tab(handlers: SpaceHandlers) -> None:
                     image_b = image_upload(label="Image B", height=180)
                 interp_invert = gr.Checkbox(value=False, label="Invert colors")
         interpolate_button = gr.Button("Interpolate", variant="primary", elem_id="interpolate-button")
-        strip = gr.Image(
+        strip = output_image(
             label="Frames A → B", format="png", elem_classes=output_class, buttons=["download", "fullscreen"]
         )
         interpolate_inputs = [seed_a, seed_b, num_frames, image_a, image_b, interp_invert]

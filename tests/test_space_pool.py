@@ -5,7 +5,9 @@ only its own request. The load script's short run is here too: the whole Space u
 import json
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 
+import PIL.Image
 import pytest
 
 from benchmarks import space_load
@@ -130,4 +132,18 @@ def test_the_load_script_runs_the_space_under_mixed_users(tmp_path):
     assert result["outcomes"]["ok"] > 0
     assert result["latency"]["sample"]["count"] > 0
     assert result["rss_mib"]["max"] > result["rss_mib"]["start"] * 0.5 > 0
+    assert result["meta"]["output_files_fetched"] >= result["outcomes"]["ok"]  # each answer's pictures, as a page
+    assert result["meta"]["cpu_seconds"]["server"] > 0
     assert "/sample" in (tmp_path / "space_load_ci.md").read_text()
+
+
+def test_output_pictures_reach_the_cache_whole_and_once(tmp_path):
+    """Two visitors who get the same picture share one cached file, written under a temporary name and renamed, so
+    neither can download it half-rewritten (gradio's own PIL path rewrites it in place)."""
+    component = app.tabs.output_image(format="png")
+    picture = PIL.Image.new("RGB", (30, 20), (200, 10, 10))
+    first, second = component.postprocess(picture), component.postprocess(picture.copy())
+    assert first.path == second.path and first.path.startswith(str(component.GRADIO_CACHE))
+    with PIL.Image.open(first.path) as saved:
+        assert saved.size == (30, 20) and saved.getpixel((0, 0)) == (200, 10, 10)
+    assert not [p for p in Path(first.path).parent.iterdir() if p.name.startswith(".image.")]
