@@ -1,4 +1,5 @@
-"""Peak resident memory of a block of code, per phase: what a training step or a sampling call holds at its peak."""
+"""Resident memory: the peak of a block of code, per phase (what a training step or a sampling call holds at its
+peak), and the memory and CPU time of a running process and those below it (a server and its workers)."""
 
 import contextlib
 import os
@@ -12,6 +13,59 @@ def _proc_status_kib(key: str, pid: int | str = "self") -> int | None:
     except OSError:
         return None
     return int(match.group(1)) if match else None
+
+
+def _lifetime_peak_kib() -> int:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset // 1024
+
+
+def _release_free_memory() -> None:
+    """glibc keeps freed blocks mapped; returning them first makes a phase's RSS growth its own allocations."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _reset_peak() -> bool:
+    """Linux >= 4.0 resets VmHWM (peak RSS) to the current RSS when "5" is written to clear_refs."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _proc_status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def peak_memory(record: dict):
+    """Fills `record` with the RSS at the start of the block and its peak inside it (MiB).
+
+    With a resettable VmHWM the peak is the block's own; otherwise it is the process's lifetime peak (ru_maxrss), which
+    only grows, and `rss_method` says so.
+    """
+    import psutil
+
+    _release_free_memory()
+    resettable = _reset_peak()
+    start = psutil.Process().memory_info().rss / 2**20
+    yield
+    peak = (_proc_status_kib("VmHWM") if resettable else _lifetime_peak_kib()) / 1024
+    record.update(
+        rss_start_mib=round(start, 1),
+        peak_rss_mib=round(peak, 1),
+        peak_growth_mib=round(max(0.0, peak - start), 1),
+        lifetime_peak_rss_mib=round(_lifetime_peak_kib() / 1024, 1),
+        rss_method="VmHWM reset per phase" if resettable else "ru_maxrss (process lifetime)",
+    )
 
 
 def descendants(pid: int) -> list[int]:
