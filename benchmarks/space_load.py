@@ -4,13 +4,14 @@
     python benchmarks/space_load.py --users 8 --seconds 15 --tag _smoke
 
 Starts `python spaces/app.py` as a process (the deployer's command), then `--users` threads of `gradio_client`. Each
-loads the page (the client's config and API, and one first sample) first; once all have, the clock starts, the users arrive evenly over
-`--ramp_seconds`, and each loops until `--seconds` are up, picking for every request: a /sample of 16 digits (60%), an
-/invert of a large upload (a ~9 MB PNG, 50 refinement steps; 20%), or an /interpolate of 8 frames (20%). It records
-every request's latency and outcome (answered, refused as busy, failed) and the resident memory (VmRSS) of the server
-and its inversion workers once a second, and writes `benchmarks/results/space_load{tag}.{json,md}`: p50 / p95 / max
-per endpoint over the whole run and after warm-up (the first 20%, while the users arrive and the inversions' queue
-fills), failures, CPU seconds per process, and RSS at start, after warm-up and at the end.
+loads the page (the client's config and API, and one first sample) first; once all have, the clock starts, the users
+arrive evenly over `--ramp_seconds`, and each loops until `--seconds` are up, picking for every request: a /sample of
+16 digits (60%), an /invert of a large upload (a ~9 MB PNG, 50 refinement steps; 20%), or an /interpolate of 8 frames
+(20%). It records every request's latency and outcome (answered, refused as busy, failed) and the resident memory
+(VmRSS) of the server and its inversion workers once a second, and writes
+`benchmarks/results/space_load{tag}.{json,md}`: p50 / p95 / max per endpoint over the whole run and after warm-up (the
+first 20%, while the users arrive and the inversions' queue fills), failures, CPU seconds per process, and RSS at
+start, after warm-up and at the end.
 """
 
 import argparse
