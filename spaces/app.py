@@ -13,8 +13,8 @@ The handlers live in `handlers.py` (`SpaceHandlers`), so that tests call them wi
 `tabs.py` and `coverage_tab.py`, and this file assembles and launches them. The API names are stable: `/sample`,
 `/invert` (image models only), `/interpolate`, and `/coverage` when the model ships a coverage report.
 
-Visitors' inversions run in a worker process of their own (`--inversion_workers`, `inversion_pool.py`), so that a
-sample never waits behind one; past 8 waiting inversions the Space answers "busy" at once.
+Visitors' inversions run in a worker process of their own (`--inversion_workers`, `inversion_pool.py`), so that
+samples stay fast beside them; inversions beyond the pool's 9 places wait in gradio's queue.
 """
 
 import argparse
@@ -40,7 +40,7 @@ DEFAULT_MODEL = APP_DIR / "veegan-mnist"  # committed with the Space; MODEL_ID o
 MAX_UPLOAD_MB = 10  # gradio rejects larger uploads before they reach a handler
 DEFAULT_CONCURRENCY = 2  # CPU Spaces have 2 vCPUs; more parallel torch calls only add contention
 QUEUE_SIZE = 128
-MAX_WAITING_INVERSIONS = 8  # past this, "busy" at once: each waits ~0.3 s per 50 steps behind the ones before it
+MAX_WAITING_INVERSIONS = 8  # handed to the pool beside the running one; the rest wait in gradio's queue
 
 CSS = """
 .gradio-container { max-width: 1180px !important; margin: 0 auto !important; }

@@ -3,9 +3,12 @@
 An inversion decodes a large upload, runs up to hundreds of Adam steps and draws a matplotlib figure: a few tenths of
 a second of mostly Python work per request. Run in the server's threads, that work holds the interpreter lock that
 every cheap request (a sample, an interpolation) needs as well, so under load a sample of a few milliseconds waited
-seconds behind the inversions. Here the inversions run in worker processes of their own, each with one torch thread,
-and the server's threads only wait on them; a visitor past `max_waiting` gets a clear "busy" answer at once instead of
-an endless wait.
+seconds behind the inversions. Here the inversions run in worker processes of their own, each with one torch thread and
+a lower priority than the server, and the server's threads only wait on them.
+
+The pool takes `capacity` requests at once and answers "busy" past that. The Space sets gradio's own limit for
+inversions to the same number, so the rest wait in gradio's queue (which answers "full" past its size): a visitor
+refused at once would send a 9 MB upload again, which cost the cheap requests more than waiting did.
 """
 
 import multiprocessing
