@@ -278,7 +278,11 @@ def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
         with checkpointing.disk_full_guard(run.output_dir, "the final pipeline and card", size, run.last_checkpoint):
             metrics = _export(run, pipe, step, steps_per_second, wall_seconds)
     accelerator.wait_for_everyone()  # ranks leave together: a rank tearing down DDP early hangs gloo's destructor
-    accelerator.end_training()
+    # the trackers end here, but not the process group, which `accelerator.end_training()` would also destroy: this
+    # run's DDP wrappers still hold it, and gloo's destructor can then wait forever for the GIL this thread holds (a
+    # finished 2-process CI run hung so). The command line destroys it once they are collected (_shutdown_distributed)
+    for tracker in accelerator.trackers:
+        tracker.finish()
     return TrainResult(pipe, metrics, config, run.step_end_times, loop_start, loop_start - run.setup_start, run.history)
 
 
