@@ -19,7 +19,6 @@ their own kind.
 import argparse
 import itertools
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,7 @@ from pathlib import Path
 
 from veegan_hf.benchmarking.memory import process_rss_mib
 from veegan_hf.provenance import REPO, cpu_name, git_commit, write_results
-
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _checkpoints(folder: Path) -> list[int]:
-    try:
-        return sorted(int(m.group(1)) for p in folder.iterdir() if (m := CHECKPOINT.match(p.name)))
-    except OSError:
-        return []
+from veegan_hf.training.checkpointing import checkpoint_step, list_checkpoints
 
 
 def _mean(values: list[float]) -> float:
@@ -141,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             rss = process_rss_mib(trainer.pid)
             if rss is not None:
                 memory.append((round(now, 1), rss))
-            present = _checkpoints(output)
+            present = [checkpoint_step(path) for path in list_checkpoints(output)]  # complete ones only
             most_kept = max(most_kept, len(present))
             for step in present:
                 seen.setdefault(step, now)

@@ -2,7 +2,6 @@
 cached examples. `app.py` assembles them into the demo."""
 
 import atexit
-import hashlib
 import io
 import math
 import os
@@ -15,6 +14,7 @@ import gradio as gr
 import PIL.Image
 import PIL.ImageDraw
 import torch
+from gradio import processing_utils
 
 from handlers import MAX_FRAMES, MAX_REFINE_STEPS, MAX_TRUNCATION, NOT_AN_IMAGE, SpaceHandlers
 from inversion_pool import InversionPool
@@ -98,7 +98,8 @@ def _png_in_cache(image: PIL.Image.Image, cache: Path) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="png")
     data = buffer.getvalue()
-    path = cache / hashlib.sha256(data).hexdigest() / "image.png"  # the same picture: the same file, written once
+    # gradio's own name for these bytes (hash_bytes): its copy into the cache then finds the file and writes nothing
+    path = cache / processing_utils.hash_bytes(data) / "image.png"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".image.")
