@@ -157,7 +157,7 @@ def _wait_until_up(url: str, server: subprocess.Popen, scratch: Path) -> None:
             time.sleep(0.5)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=90)
@@ -175,50 +175,58 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tag", default="")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
-    args = parser.parse_args(argv)
-    port, scratch = _free_port(), Path(tempfile.mkdtemp(prefix="space_load_"))
-    server = _start_server(scratch, port, args.inversion_workers)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_until_up(url, server, scratch)
-        upload = str(_big_upload(scratch))
-        records: list[dict] = []
-        lock, clock = threading.Lock(), {}
+    return parser.parse_args(argv)
 
-        # the clock starts once every user has loaded the page: 64 first visits in one second are another load
-        def start_clock() -> None:
-            now = time.monotonic()
-            arrivals = [now + args.ramp_seconds * user / args.users for user in range(args.users)]
-            clock.update(start=now, stop_at=now + args.seconds, arrivals=arrivals)
 
-        ready = threading.Barrier(args.users + 1, action=start_clock)
-        threads = [
-            threading.Thread(target=_user, args=(url, upload, clock, ready, seed, records, lock), daemon=True)
-            for seed in range(args.users)
-        ]
-        for thread in threads:
-            thread.start()
-        before = process_rss_mib(server.pid, with_children=True)
-        ready.wait(timeout=600)
-        start = clock["start"]
-        cpu_before = _cpu_seconds(server.pid)
-        memory: list[tuple[float, float, float]] = [(0.0, before, process_rss_mib(server.pid))]
-        while any(t.is_alive() for t in threads):
-            rss = process_rss_mib(server.pid, with_children=True)
-            if rss is not None:
-                memory.append((time.monotonic() - start, rss, process_rss_mib(server.pid)))
-            time.sleep(1)
-        cpu = {k: round(v - cpu_before[k], 1) for k, v in _cpu_seconds(server.pid).items()}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def _drive(args: argparse.Namespace, url: str, upload: str, server: subprocess.Popen) -> dict:
+    """The users' requests against a running server: every request's record, the server's RSS once a second (with
+    its workers, and alone) and the CPU seconds each side used, from the moment the clock starts."""
+    records: list[dict] = []
+    lock, clock = threading.Lock(), {}
+
+    # the clock starts once every user has loaded the page: 64 first visits in one second are another load
+    def start_clock() -> None:
+        now = time.monotonic()
+        arrivals = [now + args.ramp_seconds * user / args.users for user in range(args.users)]
+        clock.update(start=now, stop_at=now + args.seconds, arrivals=arrivals)
+
+    ready = threading.Barrier(args.users + 1, action=start_clock)
+    threads = [
+        threading.Thread(target=_user, args=(url, upload, clock, ready, seed, records, lock), daemon=True)
+        for seed in range(args.users)
+    ]
+    for thread in threads:
+        thread.start()
+    before = process_rss_mib(server.pid, with_children=True)
+    ready.wait(timeout=600)
+    start = clock["start"]
+    cpu_before = _cpu_seconds(server.pid)
+    memory: list[tuple[float, float, float]] = [(0.0, before, process_rss_mib(server.pid))]
+    while any(t.is_alive() for t in threads):
+        rss = process_rss_mib(server.pid, with_children=True)
+        if rss is not None:
+            memory.append((time.monotonic() - start, rss, process_rss_mib(server.pid)))
+        time.sleep(1)
+    cpu = {k: round(v - cpu_before[k], 1) for k, v in _cpu_seconds(server.pid).items()}
+    return {"records": records, "memory": memory, "start": start, "cpu": cpu}
+
+
+def _summary(args: argparse.Namespace, run: dict, command: str) -> tuple[dict, str]:
+    """The results file's payload and its Markdown: latency per endpoint, outcomes, failures, RSS and CPU."""
+    records, memory, start, cpu = run["records"], run["memory"], run["start"], run["cpu"]
     # warm-up: the first 20% of the run, while the users arrive and the inversions' queue fills
     warm = [(rss, own) for at, rss, own in memory if at >= 0.2 * args.seconds]
     warm_from = start + 0.2 * args.seconds
-    latency = {
-        kind: _quantiles([r["seconds"] for r in records if r["kind"] == kind and r["outcome"] == "ok"])
-        for kind, _ in MIX
-    }
+
+    def latency(after: float) -> dict[str, dict]:
+        return {
+            kind: _quantiles(
+                [r["seconds"] for r in records if r["kind"] == kind and r["outcome"] == "ok" and r["at"] >= after]
+            )
+            for kind, _ in MIX
+        }
+
+    whole, warmed = latency(float("-inf")), latency(warm_from)
     outcomes = {o: sum(r["outcome"] == o for r in records) for o in ("ok", "busy", "failed")}
     rss = {
         "start": memory[0][1],
@@ -240,17 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
     }
-    warmed = {
-        kind: _quantiles(
-            [r["seconds"] for r in records if r["kind"] == kind and r["outcome"] == "ok" and r["at"] >= warm_from]
-        )
-        for kind, _ in MIX
-    }
     lines = [
         "| endpoint | answered | p50 s | p95 s | max s | p95 s after warm-up |",
         "|---|---|---|---|---|---|",
     ]
-    for kind, q in latency.items():
+    for kind, q in whole.items():
         if q:
             after = f"{warmed[kind]['p95']:.2f}" if warmed[kind] else "-"
             lines.append(f"| /{kind} | {q['count']} | {q['p50']:.2f} | {q['p95']:.2f} | {q['max']:.2f} | {after} |")
@@ -266,12 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         + f"CPU seconds in the run: server {cpu['server']:g}, inversion workers {cpu['workers']:g}, the users "
         f"(this script) {cpu['users']:g}. "
         + (f"Failures: {'; '.join(errors[:3])}. " if errors else "")
-        + f"Command: `python benchmarks/space_load.py {' '.join(argv or sys.argv[1:])}` at commit "
-        f"`{meta['commit']}`.\n"
+        + f"Command: `python benchmarks/space_load.py {command}` at commit `{meta['commit']}`.\n"
     )
     payload = {
         "meta": meta,
-        "latency": latency,
+        "latency": whole,
         "latency_after_warmup": warmed,
         "outcomes": outcomes,
         "errors": errors,
@@ -279,8 +280,23 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mib": rss,
         "memory": memory,
     }
-    write_results(Path(args.results_dir), f"space_load{args.tag}", payload, "\n".join(lines) + note)
-    return 0 if outcomes["failed"] == 0 else 1
+    return payload, "\n".join(lines) + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    port, scratch = _free_port(), Path(tempfile.mkdtemp(prefix="space_load_"))
+    server = _start_server(scratch, port, args.inversion_workers)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url, server, scratch)
+        run = _drive(args, url, str(_big_upload(scratch)), server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    payload, markdown = _summary(args, run, " ".join(argv or sys.argv[1:]))
+    write_results(Path(args.results_dir), f"space_load{args.tag}", payload, markdown)
+    return 0 if payload["outcomes"]["failed"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from veegan_hf.benchmarking.memory import peak_memory
 from veegan_hf.benchmarking.reference import bare_run, step_quantiles
 from veegan_hf.provenance import REPO, cpu_name, device_name, git_commit, load_average
 from veegan_hf.training import load_preset, parse_config, reset_accelerate_state, train
-from veegan_hf.training.loop import WARMUP_STEPS
+from veegan_hf.training.meter import WARMUP_STEPS
 
 PRESETS = ("grid", "stacked_mnist")
 # preset -> optimizer steps per training run, warm-up included

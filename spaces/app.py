@@ -35,12 +35,20 @@ from inversion_pool import InversionPool
 from tabs import _scratch_dir, image_upload, interpolate_tab, invert_tab, sample_tab
 from veegan_hf import VEEGAN
 
+# gradio records every event for its monitoring page and, after each one, summarises all it holds (up to 10,000) in a
+# pandas DataFrame, in pyarrow's memory pool. Under 64 users that was the server's one growing cost: 60-100 MiB more
+# RSS within 5 minutes (benchmarks/space_load.py), and CPU per event that grew with the count. Summarised every 500
+# events over the newest 2,000, it stays small. Read when the queue is made; a deployer's own values win.
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "2000")
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
+
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = APP_DIR / "veegan-mnist"  # committed with the Space; MODEL_ID overrides it
 MAX_UPLOAD_MB = 10  # gradio rejects larger uploads before they reach a handler
 DEFAULT_CONCURRENCY = 2  # CPU Spaces have 2 vCPUs; more parallel torch calls only add contention
 QUEUE_SIZE = 128
 MAX_WAITING_INVERSIONS = 8  # handed to the pool beside the running one; the rest wait in gradio's queue
+CACHE_SECONDS = 3600  # visitors' uploads and pictures are deleted from gradio's cache after an hour (examples stay)
 
 CSS = """
 .gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
@@ -113,7 +121,7 @@ def build_demo(pipe: VEEGAN, model_name: str | None = None, inversion_workers: i
             raise ValueError("inversion_workers needs a pipeline loaded with from_pretrained (a folder to load from)")
         pool = InversionPool(handlers, folder, workers=inversion_workers, max_waiting=MAX_WAITING_INVERSIONS)
 
-    with gr.Blocks(title="VEEGAN: sample, invert, interpolate") as demo:
+    with gr.Blocks(title="VEEGAN: sample, invert, interpolate", delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(
             "# VEEGAN: sample, invert, interpolate\n"
             "VEEGAN ([Srivastava et al., NeurIPS 2017](https://arxiv.org/abs/1705.07761)) trains a generator "

@@ -149,3 +149,21 @@ def test_output_pictures_reach_the_cache_whole_and_once(tmp_path):
     assert not [p for p in Path(first.path).parent.iterdir() if p.name.startswith(".image.")]
     # gradio's own copy into its cache finds the file under its name for these bytes, and writes nothing more
     assert app.gr.processing_utils.save_file_to_cache(first.path, component.GRADIO_CACHE) == first.path
+
+
+def test_the_server_bounds_what_it_keeps(server, client):
+    """gradio's per-event records (its monitoring page summarises them after events) are capped, and visitors' files
+    leave its cache once they are CACHE_SECONDS old: the examples stay, and the Space answers on after a clean-up."""
+    from gradio.route_utils import delete_files_created_by_app
+
+    _, demo = server
+    assert (demo._queue.ANALYTICS_MAX_EVENTS, demo._queue.ANAYLTICS_CACHE_FREQUENCY) == (2000, 500)
+    assert demo.delete_cache == (app.CACHE_SECONDS, app.CACHE_SECONDS)
+    client.predict(0, 4, 0.0, api_name="/sample")
+    cached = {f for files in demo.temp_file_sets for f in files}
+    kept = {f for block in demo.blocks.values() for f in getattr(block, "keep_in_cache", set())}
+    assert cached - kept and kept, "a visitor's picture and the examples are both in the cache"
+    delete_files_created_by_app(demo, age=0)  # what the hourly clean-up does to files past CACHE_SECONDS
+    assert all(not Path(f).exists() for f in cached - kept) and all(Path(f).exists() for f in kept)
+    with PIL.Image.open(client.predict(1, 4, 0.0, api_name="/sample")) as grid:
+        assert grid.width > 0

@@ -1,12 +1,15 @@
 """The three VEEGAN networks: generator G: z -> x, reconstructor F: x -> z and the joint discriminator D(z, x).
 
-Architecture only: no losses, no training, no I/O beyond what `ModelMixin` gives. Two families share one config
+Architecture only: no losses, no training, no I/O beyond what `ModelMixin` gives. The families share one config
 surface so that every objective and every dataset uses the same classes:
 
 - `architecture="mlp"` for vectors of any `data_dim` (the 2-D mixtures, the 1200-D synthetic data);
 - `architecture="dcgan"` for square images with `image_size` 28, 32 or 64 and `num_channels` 1 or 3;
 - `architecture="metz"` for the same images with the literature's reduced-discriminator networks (`metz.py`): a
   BatchNorm D with no hidden fully connected layer, whose width `discriminator_base_channels` sets D's size against G's.
+
+Each network lists the sizes of its input first (G: `latent_dim`; F: `data_dim`, `image_size`, `num_channels`; D: z,
+then x). Pass them by name, as a saved `config.json` does.
 """
 
 import itertools
@@ -40,6 +43,8 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
     Parameters:
         architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` or `"metz"` for images.
         latent_dim (`int`, *optional*, defaults to 16): size of z, the code the reconstructor learns to recover.
+        extra_noise_dim (`int`, *optional*, defaults to 0): size of an extra noise input that is *not* reconstructed,
+            as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
         data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
         image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
         num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
@@ -47,8 +52,6 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         num_hidden_layers (`int`, *optional*, defaults to 2): MLP depth (the authors' notebook uses 2).
         base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage; coarser stages double
             (`"metz"`: 8 gives the reference's 64 -> 32 -> 16 -> 8 channels).
-        extra_noise_dim (`int`, *optional*, defaults to 0): size of an extra noise input that is *not* reconstructed,
-            as in the authors' notebook (254 + 1). It is drawn from N(0, I) unless given.
         activation (`str`, *optional*, defaults to `"relu"`): hidden activation of the MLP.
         batch_norm (`bool`, *optional*, defaults to `False`): BatchNorm after each hidden layer of the MLP, as in
             PacGAN's 2-D generator; `"mlp"` only (the conv generators always have it). Samples use the running
@@ -71,13 +74,13 @@ class VEEGANGenerator(ModelMixin, ConfigMixin):
         self,
         architecture: str = "mlp",
         latent_dim: int = 16,
+        extra_noise_dim: int = 0,
         data_dim: int | None = 2,
         image_size: int | None = None,
         num_channels: int | None = None,
         hidden_dim: int = 128,
         num_hidden_layers: int = 2,
         base_channels: int = 64,
-        extra_noise_dim: int = 0,
         activation: str = "relu",
         batch_norm: bool = False,
     ):
@@ -139,10 +142,10 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
 
     Parameters:
         architecture (`str`, *optional*, defaults to `"mlp"`): `"mlp"` for vectors, `"dcgan"` or `"metz"` for images.
-        latent_dim (`int`, *optional*, defaults to 16): size of the recovered code; equals the generator's.
         data_dim (`int`, *optional*, defaults to 2): size of a sample vector; used by `"mlp"` only.
         image_size (`int`, *optional*): side of the square image, 28, 32 or 64; used by `"dcgan"` only.
         num_channels (`int`, *optional*): image channels, 1 or 3; used by `"dcgan"` only.
+        latent_dim (`int`, *optional*, defaults to 16): size of the recovered code; equals the generator's.
         hidden_dim (`int`, *optional*, defaults to 128): MLP width.
         num_hidden_layers (`int`, *optional*, defaults to 2): MLP depth.
         base_channels (`int`, *optional*, defaults to 64): channels of the finest conv stage.
@@ -155,10 +158,10 @@ class VEEGANReconstructor(ModelMixin, ConfigMixin):
     def __init__(
         self,
         architecture: str = "mlp",
-        latent_dim: int = 16,
         data_dim: int | None = 2,
         image_size: int | None = None,
         num_channels: int | None = None,
+        latent_dim: int = 16,
         hidden_dim: int = 128,
         num_hidden_layers: int = 2,
         base_channels: int = 64,

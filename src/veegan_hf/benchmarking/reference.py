@@ -17,7 +17,7 @@ from torch.func import functional_call
 
 from ..data import get_mixture, mnist_pixel_values, mnist_split
 from ..training import TrainingConfig
-from ..training.loop import WARMUP_STEPS
+from ..training.meter import WARMUP_STEPS
 from ..training.networks import build_networks, make_optimizer
 from .memory import peak_memory
 

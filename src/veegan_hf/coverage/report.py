@@ -171,22 +171,14 @@ def coverage_report(
     >>> report.per_mode["mode"][0]  # the digit whose real images it most often cannot make  # doctest: +SKIP
     ```
     """
-    for name, value, low in (
-        ("nearest_k", nearest_k, 1),
-        ("refine_worst", refine_worst, 0),
-        ("refine_steps", refine_steps, 0),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}={value!r} must be an int >= {low}.")
+    _check_counts(nearest_k=nearest_k, refine_worst=refine_worst, refine_steps=refine_steps)
     start = time.perf_counter()
     stages = tqdm(total=6, desc="coverage", disable=not progress, unit="stage")
     data = resolve_audit_data(dataset, pipe, seed, num_real, image_column)
     num_generated = num_generated or data.real.shape[0]
-    if feature_extractor == "auto":
+    if feature_extractor == "auto":  # the digit classifier where it knows the data, else raw vectors or a random CNN
         feature_extractor = (
-            "classifier"
-            if data.labeller in ("digits", "stacked")
-            else ("pixels" if not pipe.is_image_model else "random")
+            "classifier" if data.labeller in ("digits", "stacked") else ("random" if pipe.is_image_model else "pixels")
         )
     extractor_name, extractor = resolve_extractor(
         feature_extractor, pipe.is_image_model, pipe.generator.sample_shape[0]
@@ -218,19 +210,12 @@ def coverage_report(
     refined_errors, refined_worst, refined_floor = _refinement(
         pipe, data.real, generated, worst[:refine_worst], errors, floor, refine_steps, refine_learning_rate
     )
-    judged = torch.where(torch.isnan(refined_errors), errors, refined_errors)
-    judged_floor = torch.where(torch.isnan(refined_errors), torch.tensor(floor), torch.tensor(refined_floor))
-    not_makeable = ~neighbours["covered"] & (judged > judged_floor)
+    not_makeable = _not_makeable(neighbours["covered"], errors, floor, refined_errors, refined_floor)
     stages.set_postfix_str("fid"), stages.update()
 
-    metrics, notes = _aggregates(neighbours, baseline, not_makeable, errors, generated_errors, floor, nearest_k)
-    if fid:
-        try:
-            metrics.update(fid_kid(real_features, generated_features))
-            metrics.update({f"baseline_{k}": v for k, v in fid_kid(real_features, baseline_features).items()})
-        except ImportError:
-            notes.append("FID and KID were skipped: torchmetrics is not installed (pip install 'veegan-hf[eval]').")
-    else:
+    metrics = _aggregates(neighbours, baseline, not_makeable, errors, generated_errors, floor, nearest_k)
+    notes = _add_fid_kid(metrics, real_features, generated_features, baseline_features) if fid else []
+    if not fid:
         notes.append("FID and KID were not asked for (fid=False).")
     metrics.update(mode_metrics)
     kept = (
@@ -289,6 +274,40 @@ def coverage_report(
     return CoverageReport(metrics, per_image, per_mode, info, artifacts)
 
 
+def _check_counts(**counts: Any) -> None:
+    """`nearest_k` >= 1, `refine_worst` and `refine_steps` >= 0, all ints, each named in the error."""
+    for name, value in counts.items():
+        low = 1 if name == "nearest_k" else 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name}={value!r} must be an int >= {low}.")
+
+
+def _not_makeable(
+    covered: torch.Tensor, errors: torch.Tensor, floor: float, refined_errors: torch.Tensor, refined_floor: float
+) -> torch.Tensor:
+    """Uncovered and above the inverter's floor: a refined image is judged by its refined error against the refined
+    floor, the others by F's one-pass error against F's floor. (N,) bool."""
+    refined = ~torch.isnan(refined_errors)
+    judged = torch.where(refined, refined_errors, errors)
+    judged_floor = torch.where(refined, torch.tensor(refined_floor), torch.tensor(floor))
+    return ~covered & (judged > judged_floor)
+
+
+def _add_fid_kid(
+    metrics: dict[str, float],
+    real_features: torch.Tensor,
+    generated_features: torch.Tensor,
+    baseline_features: torch.Tensor,
+) -> list[str]:
+    """Adds FID and KID with their data row to `metrics`; returns the note that says why they are missing, if so."""
+    try:
+        metrics.update(fid_kid(real_features, generated_features))
+        metrics.update({f"baseline_{k}": v for k, v in fid_kid(real_features, baseline_features).items()})
+    except ImportError:
+        return ["FID and KID were skipped: torchmetrics is not installed (pip install 'veegan-hf[eval]')."]
+    return []
+
+
 def _modes(pipe: Any, data: Any, labeller: Labeller, generated: torch.Tensor, seed: int) -> tuple[dict, torch.Tensor]:
     """The mode metrics with their data row (built-in data: the package's evaluation protocol, 10,000 digits,
     26,000 triples or 2,500 points), and the generated samples' modes for the per-mode table."""
@@ -339,7 +358,7 @@ def _aggregates(
     generated_errors: torch.Tensor,
     floor: float,
     nearest_k: int,
-) -> tuple[dict[str, float], list[str]]:
+) -> dict[str, float]:
     """The neighbour metrics beside their data row, and the shares and medians of the per-image columns."""
     metrics: dict[str, float] = {}
     for key in NEIGHBOUR_METRICS:
@@ -352,4 +371,4 @@ def _aggregates(
     metrics["reconstruction_mse_median"] = float(errors.median())
     metrics["generated_reconstruction_mse_median"] = float(generated_errors.median())
     metrics["generated_reconstruction_mse_p99"] = floor
-    return metrics, []
+    return metrics

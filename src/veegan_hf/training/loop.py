@@ -2,8 +2,8 @@
 from `objectives.OBJECTIVES`, with their options from `config.loss_options`; the loop adds the schedules of the
 VEEGAN ones.
 
-TrainingConfig -> `setup.set_up` (data, networks, one `accelerator.prepare`) -> `_train_step` / `_after_step` per step
--> `_finish` (`save_pretrained` / `push_to_hub`).
+TrainingConfig -> `setup.set_up` (data, networks, one `accelerator.prepare`: a `Run`, with its `schedules.Schedules`
+and its `meter.Meter`) -> `_train_step` / `_after_step` per step -> `_finish` (`save_pretrained` / `push_to_hub`).
 Runs unchanged on one CPU, several CPU processes (gloo), many GPUs and several machines: every rank runs the same
 steps; only I/O and logging are rank-0 only. By default each step is Algorithm 1's simultaneous update: the
 objective's terms are summed and backpropagated once, and one optimizer with a group per network steps;
@@ -28,7 +28,6 @@ from .schedules import FITTED_DONE, fitted_steps
 from .setup import Run, set_up
 
 logger = logging.getLogger("veegan_hf.train")
-WARMUP_STEPS = 10  # steps/s is timed after these (allocator, torch.compile, first dataloader batches)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -118,13 +117,13 @@ def train(config: TrainingConfig) -> TrainResult:
 def _train(config: TrainingConfig, accelerator, log_with: str | None, setup_start: float) -> TrainResult:
     """Set up, the steps, the end of the run."""
     run = set_up(config, accelerator, log_with, setup_start)
-    run.start_time = loop_start = time.perf_counter()
+    run.meter.start()
     step = run.first_step
     for step in range(run.first_step + 1, run.config.max_train_steps + 1):
         losses = _train_step(run, step)
         if _after_step(run, step, losses):
             break
-    return _finish(run, step, loop_start)
+    return _finish(run, step)
 
 
 def _train_step(run: Run, step: int) -> StepLosses:
@@ -139,36 +138,30 @@ def _train_step(run: Run, step: int) -> StepLosses:
             losses = run.step_losses(real, latents)
             if run.alternating:  # D steps first; then G and F, on the same samples, against the D just updated
                 accelerator.backward(losses.discriminator)
-                run.step_optimizer.step()  # only D has gradients: Adam skips the others
-                run.step_optimizer.zero_grad(set_to_none=True)
+                run.optimizer.step()  # only D has gradients: Adam skips the others
+                run.optimizer.zero_grad(set_to_none=True)
                 losses.generator = losses.regenerate()  # D's new weights; G's and F's forward is reused
                 accelerator.backward(losses.generator + losses.encoder)
             else:
                 accelerator.backward(losses.total)
-            run.step_optimizer.step()
+            run.optimizer.step()
             if accelerator.sync_gradients:
-                run.scheduler.step()
-                if run.factor:
-                    run.weight.fill_(config.reconstruction_weight * run.factor(step))
-            run.step_optimizer.zero_grad(set_to_none=True)
+                run.schedules.step(step)
+            run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
-        run.ema.update(run.raw["generator"], copy=step <= run.ema_from)
-    # device-side bookkeeping only: no host sync until the logging interval
-    logs = losses.logs()  # a NaN or Inf in any term stays in these sums until they are checked
-    run.running = logs if run.running is None else {k: run.running[k] + v for k, v in logs.items()}
-    run.num_running += 1
+        run.ema.update(run.raw["generator"], copy=step <= run.schedules.ema_from)
+    run.meter.add(losses.logs())  # device-side bookkeeping only: no host sync until the logging interval
     return losses
 
 
 def _after_step(run: Run, step: int, losses: StepLosses) -> bool:
     """Logging, checkpoints, validation and the time limit after one step; True when the run stops here."""
-    config, accelerator = run.config, run.accelerator
+    config, accelerator, meter = run.config, run.accelerator, run.meter
     if step % config.logging_steps == 0 or step == config.max_train_steps:
         _log(run, step)
-    run.progress.update(1)
-    run.step_end_times.append(time.perf_counter())
+    meter.end_step()
     if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < config.max_train_steps:
-        if _diverged(run.running):  # never checkpoint a diverged model over a good one
+        if meter.diverged():  # never checkpoint a diverged model over a good one
             _stop_on_nonfinite(step, run.last_checkpoint, config)
         run.record["segments"][-1]["to_step"] = step
         saved = checkpointing.save_checkpoint(
@@ -181,23 +174,21 @@ def _after_step(run: Run, step: int, losses: StepLosses) -> bool:
         where = run.output_dir / "samples"
         with checkpointing.disk_full_guard(where, f"the samples of step {step}", 2**20, run.last_checkpoint):
             scores = reporting.validate_and_log(accelerator, run.export_pipeline(), config, step, final=False)
-        train_seconds = validation_start - run.start_time - run.validation_seconds
-        run.history.append({"step": step, "train_seconds": round(train_seconds, 3), **scores})
-        run.validation_seconds += time.perf_counter() - validation_start
+        meter.add_validation(step, validation_start, scores)
     # one process reads its own clock every step; several agree on it (a collective) at logging steps only
     if (
         config.max_train_seconds
         and (accelerator.num_processes == 1 or step % config.logging_steps == 0)
-        and _out_of_time(accelerator, run.start_time, config)
+        and _out_of_time(accelerator, meter.elapsed(), config)
     ):
         run.stopped_by_time = True
         logger.info("stopping at step %d: --max_train_seconds %s reached", step, config.max_train_seconds)
         return True
-    # fitted once the rate is known, then refitted at logging steps as the rate drifts (other load, validations)
-    if run.fit_at is not None and (step == run.fit_at or (step > run.fit_at and step % config.logging_steps == 0)):
-        horizon = fitted_steps(config, step - run.first_step, time.perf_counter() - run.start_time, run.first_step)
-        if horizon != run.stop_at:
-            if run.stop_at is None:
+    schedules = run.schedules
+    if schedules.fitting_due(step):
+        horizon = fitted_steps(config, step - run.first_step, meter.elapsed(), run.first_step)
+        if horizon != schedules.stop_at:
+            if schedules.stop_at is None:
                 logger.info(
                     "--max_train_seconds %g: the schedules are fitted to end at step %d of %d",
                     config.max_train_seconds,
@@ -205,31 +196,32 @@ def _after_step(run: Run, step: int, losses: StepLosses) -> bool:
                     config.max_train_steps,
                 )
             run.fit_schedules(horizon)
-    return run.stop_at is not None and step >= run.stop_at
+    return schedules.stop_at is not None and step >= schedules.stop_at
 
 
 def _log(run: Run, step: int) -> None:
     """The losses averaged since the last logging step, the rate and the speed: one host sync."""
-    if _diverged(run.running):
+    meter = run.meter
+    if meter.diverged():
         _stop_on_nonfinite(step, run.last_checkpoint, run.config)
-    values = {k: v.item() / run.num_running for k, v in run.running.items()}
-    values["lr"] = run.scheduler.get_last_lr()[0]
-    values["perf/steps_per_second"] = (step - run.first_step) / (time.perf_counter() - run.start_time)
+    values = meter.read_back()
+    values["lr"] = run.schedules.lr.get_last_lr()[0]
+    values["perf/steps_per_second"] = (step - run.first_step) / meter.elapsed()
     if run.accelerator.scaler is not None:
         values["perf/loss_scale"] = run.accelerator.scaler.get_scale()
-        run.scales.append(values["perf/loss_scale"])
+        meter.scales.append(values["perf/loss_scale"])
     run.accelerator.log(values, step=step)
     # refresh=False: the bar redraws on its own schedule; a forced redraw floods log files
-    run.progress.set_postfix(
+    meter.progress.set_postfix(
         {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")}, refresh=False
     )
-    run.running, run.num_running = None, 0
 
 
 def _stop_reason(run: Run, step: int) -> str:
     config = run.config
     # the time ran out within 2% of the fitted schedules' end: their rate and lambda are as good as decayed
-    fitted_done = run.stop_at is not None and step >= FITTED_DONE * run.stop_at
+    stop_at = run.schedules.stop_at
+    fitted_done = stop_at is not None and step >= FITTED_DONE * stop_at
     if run.stopped_by_time and not fitted_done:
         return f"--max_train_seconds {config.max_train_seconds:g} reached"
     if fitted_done and step < config.max_train_steps:
@@ -237,19 +229,19 @@ def _stop_reason(run: Run, step: int) -> str:
     return "completed"
 
 
-def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
+def _finish(run: Run, step: int) -> TrainResult:
     """The end of the run: the last checks and checkpoint, the final evaluation, the pipeline, card and summary."""
-    config, accelerator, source = run.config, run.accelerator, run.source
-    run.progress.close()
+    config, accelerator, source, meter = run.config, run.accelerator, run.source, run.meter
+    meter.progress.close()
     if accelerator.device.type == "cuda":
         torch.cuda.synchronize(accelerator.device)  # the queued kernels belong to the timed steps
-        if run.step_end_times:
-            run.step_end_times[-1] = time.perf_counter()
-    if _diverged(run.running):
+        if meter.step_end_times:
+            meter.step_end_times[-1] = time.perf_counter()
+    if meter.diverged():
         _stop_on_nonfinite(step, run.last_checkpoint, config)
     _check_ranks_agree(accelerator, run.raw)
     run.record["segments"][-1]["to_step"] = step
-    wall_seconds = round(time.perf_counter() - run.start_time, 2)
+    wall_seconds = round(meter.elapsed(), 2)
     run.record["run"] = {  # what happened, for the card and the summary: the options alone say what was asked for
         "steps": step,
         "max_train_steps": config.max_train_steps,
@@ -264,11 +256,7 @@ def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
         )
         run.last_checkpoint = saved.name
 
-    times = run.step_end_times
-    warmup = min(WARMUP_STEPS, max(0, len(times) - 1))  # short runs: all but the last step warm up
-    timed_from = times[warmup - 1] if warmup else loop_start
-    timed_steps = len(times) - warmup
-    steps_per_second = timed_steps / (times[-1] - timed_from) if timed_steps > 0 else 0.0
+    steps_per_second = meter.steps_per_second()
     metrics: dict[str, Any] = {}
     pipe = None
     if accelerator.is_main_process:
@@ -283,14 +271,23 @@ def _finish(run: Run, step: int, loop_start: float) -> TrainResult:
     # finished 2-process CI run hung so). The command line destroys it once they are collected (_shutdown_distributed)
     for tracker in accelerator.trackers:
         tracker.finish()
-    return TrainResult(pipe, metrics, config, run.step_end_times, loop_start, loop_start - run.setup_start, run.history)
+    return TrainResult(
+        pipe,
+        metrics,
+        config,
+        meter.step_end_times,
+        meter.start_time,
+        meter.start_time - meter.setup_start,
+        meter.history,
+    )
 
 
 def _export(run: Run, pipe: VEEGAN, step: int, steps_per_second: float, wall_seconds: float) -> dict[str, Any]:
     """The final evaluation, `metrics.json`, the record, the pipeline with its card, and the push: the main process."""
     config, accelerator, source = run.config, run.accelerator, run.source
     metrics = reporting.validate_and_log(accelerator, pipe, config, step, final=True)
-    scales = {"train/loss_scale_min": min(run.scales), "train/loss_scale_max": max(run.scales)} if run.scales else {}
+    scales = run.meter.scales
+    scales = {"train/loss_scale_min": min(scales), "train/loss_scale_max": max(scales)} if scales else {}
     metrics.update(
         {
             "train/steps": step,
@@ -298,7 +295,7 @@ def _export(run: Run, pipe: VEEGAN, step: int, steps_per_second: float, wall_sec
             "train/stop_reason": run.record["run"]["stop_reason"],
             "train/num_training_images": source.num_images,
             "train/wall_seconds": wall_seconds,
-            "train/validation_seconds": round(run.validation_seconds, 2),  # within the wall time
+            "train/validation_seconds": round(run.meter.validation_seconds, 2),  # within the wall time
             "train/steps_per_second": steps_per_second,
             "train/samples_per_second": steps_per_second * run.effective_batch,
             "train/num_processes": accelerator.num_processes,
@@ -327,17 +324,12 @@ def _export(run: Run, pipe: VEEGAN, step: int, steps_per_second: float, wall_sec
     return metrics
 
 
-def _out_of_time(accelerator, start_time: float, config: TrainingConfig) -> bool:
+def _out_of_time(accelerator, elapsed: float, config: TrainingConfig) -> bool:
     """Has the run used its --max_train_seconds? Every rank gets the main process's answer, so all stop together."""
-    over = time.perf_counter() - start_time >= config.max_train_seconds
+    over = elapsed >= config.max_train_seconds
     if accelerator.num_processes == 1:
         return over  # the host clock alone: no device tensor, no sync
     return bool(accelerator.reduce(torch.tensor(float(over), device=accelerator.device), reduction="max").item())
-
-
-def _diverged(running: dict[str, torch.Tensor] | None) -> bool:
-    """One host sync: is any running loss sum NaN or Inf?"""
-    return running is not None and not bool(torch.isfinite(torch.stack(list(running.values()))).all())
 
 
 def _stop_on_nonfinite(step: int, last_checkpoint: str | None, config: TrainingConfig) -> None:

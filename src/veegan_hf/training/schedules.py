@@ -1,7 +1,11 @@
-"""What changes over a run, as a multiplier per optimizer step: the learning rate's and VEEGAN's lambda's."""
+"""What changes over a run, as a multiplier per optimizer step: the learning rate's and VEEGAN's lambda's; and
+`Schedules`, the run's schedules as the loop steps them."""
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
 
 from .config import TrainingConfig
 
@@ -72,3 +76,58 @@ def fitted_steps(config: TrainingConfig, done: int, elapsed: float, first_step: 
     return max(
         first_step + done + 1, min(config.max_train_steps, first_step + done + int(FIT_MARGIN * rate * remaining))
     )
+
+
+@dataclass
+class Schedules:
+    """A run's schedules as the loop steps them: the learning rate, lambda_t, the EMA's start, and the end they are
+    fitted to when --max_train_seconds cuts the run short (`fit`).
+
+    Attributes:
+        config (`TrainingConfig`): the run's config; its `max_train_steps` is the unfitted end.
+        lr (`LambdaLR`): the rate schedule over the one optimizer, stepped once per optimizer step.
+        weight (`torch.Tensor`): lambda_t = lambda * factor(t), a device scalar filled in place, so that a compiled step
+            sees the same graph input every step and no host sync is added.
+        factor (`Callable` or `None`): lambda's multiplier per step; None for a constant lambda.
+        ema_from (`int`): until this step the EMA is a copy of G.
+        fit_at (`int` or `None`): the step at which the schedules are first fitted to --max_train_seconds.
+        stop_at (`int` or `None`): the fitted end.
+    """
+
+    config: TrainingConfig
+    lr: torch.optim.lr_scheduler.LambdaLR
+    weight: torch.Tensor
+    factor: Callable[[int], float] | None
+    ema_from: int
+    fit_at: int | None
+    stop_at: int | None = None
+
+    @classmethod
+    def start(
+        cls, config: TrainingConfig, lr: torch.optim.lr_scheduler.LambdaLR, first_step: int, fit: bool, device
+    ) -> "Schedules":
+        """The schedules at `first_step`; with `fit`, first fitted once FIT_AFTER_STEPS steps show the rate."""
+        factor = reconstruction_weight_factor(config)
+        weight = torch.tensor(config.reconstruction_weight * (factor(first_step) if factor else 1.0), device=device)
+        ema_from = int(config.ema_start * config.max_train_steps)
+        return cls(config, lr, weight, factor, ema_from, first_step + FIT_AFTER_STEPS if fit else None)
+
+    def step(self, step: int) -> None:
+        """After an optimizer step: the next rate, and lambda_t for `step`."""
+        self.lr.step()
+        self.set_weight(step)
+
+    def set_weight(self, step: int) -> None:
+        if self.factor:
+            self.weight.fill_(self.config.reconstruction_weight * self.factor(step))
+
+    def fit(self, horizon: int) -> None:
+        """The lr, lambda and EMA schedules of a run that ends at step `horizon`."""
+        schedule = replace(self.config, max_train_steps=horizon)
+        self.lr.lr_lambdas[0], self.factor = lr_factor(schedule), reconstruction_weight_factor(schedule)
+        self.ema_from, self.stop_at = int(self.config.ema_start * horizon), horizon
+
+    def fitting_due(self, step: int) -> bool:
+        """Fit once the rate is known, then refit at logging steps as the rate drifts (other load, validations)."""
+        at, every = self.fit_at, self.config.logging_steps
+        return at is not None and (step == at or (step > at and step % every == 0))

@@ -6,7 +6,7 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ from ..objectives import OBJECTIVES, Networks, StepLosses, compute_losses
 from ..pipeline_veegan import VEEGAN
 from . import checkpointing, reporting
 from .config import ConfigError, TrainingConfig, loss_options, resolved_record
+from .meter import Meter
 from .networks import EMA, build_networks, make_optimizer
-from .schedules import FIT_AFTER_STEPS, has_schedule, lr_factor, reconstruction_weight_factor
+from .schedules import Schedules, has_schedule, lr_factor
 from .sources import BatchSource, build_source, resolve_data
 
 logger = logging.getLogger("veegan_hf.train")
@@ -37,32 +38,18 @@ class Run:
     wrapped: tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]
     raw: dict[str, torch.nn.Module]
     ema: EMA | None
-    optimizer: Any  # Accelerate's wrapper; `step_optimizer` is what each step calls (the bare one on the fast path)
-    step_optimizer: Any
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    optimizer: Any  # what each step calls: Accelerate's wrapper, or on the fast path the bare one inside it
+    schedules: Schedules  # the rate, lambda_t and the EMA's start, fitted to --max_train_seconds
     source: BatchSource
     batches: Iterator[torch.Tensor]
     record: dict[str, Any]
     step_losses: Callable[[torch.Tensor, torch.Tensor], StepLosses]
-    weight: torch.Tensor  # lambda_t, a device scalar filled in place when lambda has a schedule
-    factor: Callable[[int], float] | None  # lambda's multiplier per step, None for a constant lambda
     first_step: int
-    setup_start: float
     alternating: bool
     no_context: bool  # the fast path: no accumulation, no scaler, no autocast, so no per-step contexts
-    ema_from: int  # until this step the EMA is a copy of G
-    fit_at: int | None  # the step at which the schedules are first fitted to --max_train_seconds
-    stop_at: int | None = None  # the fitted schedules' end
+    meter: Meter  # the clock, the device-side loss sums, the validations
     last_checkpoint: str | None = None
-    progress: Any = None
-    running: dict[str, torch.Tensor] | None = None  # device-side sums of the logged losses since the last read-back
-    num_running: int = 0
-    scales: list[float] = field(default_factory=list)  # the GradScaler's loss scale at logging steps (fp16 on GPU)
-    step_end_times: list[float] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)  # mid-run validations
-    validation_seconds: float = 0.0
     stopped_by_time: bool = False
-    start_time: float = 0.0
 
     @property
     def effective_batch(self) -> int:
@@ -78,10 +65,8 @@ class Run:
         return stack
 
     def fit_schedules(self, horizon: int) -> None:
-        """The lr, lambda and EMA schedules of a run that ends at step `horizon` (--max_train_seconds)."""
-        schedule = replace(self.config, max_train_steps=horizon)
-        self.scheduler.lr_lambdas[0], self.factor = lr_factor(schedule), reconstruction_weight_factor(schedule)
-        self.ema_from, self.stop_at = int(self.config.ema_start * horizon), horizon
+        """Fits the schedules to end at step `horizon` (--max_train_seconds); the record keeps it for a resume."""
+        self.schedules.fit(horizon)
         self.record["fitted_max_train_steps"] = horizon
 
     def export_pipeline(self) -> VEEGAN:
@@ -93,7 +78,7 @@ class Run:
 
     def export_to(self, path: Path) -> None:
         """What a checkpoint holds beyond Accelerate's state: the loop's own state, the record, a loadable pipeline."""
-        checkpointing.save_extra_state(path, self.scheduler, self.ema)
+        checkpointing.save_extra_state(path, self.schedules.lr, self.ema)
         checkpointing.write_json_atomic(path / checkpointing.RECORD_NAME, self.record)
         self.export_pipeline().save_pretrained(
             path / "pipeline", dataset_name=self.config.data_source, training_config=self.record
@@ -120,11 +105,13 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         hparams = {k: v if isinstance(v, (bool, str, int, float)) or v is None else str(v) for k, v in record.items()}
         accelerator.init_trackers("veegan", config=hparams)
 
-    # lambda_t = lambda * factor(t) under a schedule: a device scalar updated in place, so a compiled step sees the
-    # same graph input every step and no host sync is added
-    factor = reconstruction_weight_factor(config)
-    weight = torch.tensor(config.reconstruction_weight * (factor(first_step) if factor else 1.0), device=device)
-    options = loss_options(config, raw["discriminator"].config.pack_size, weight if factor else None)
+    # --max_train_seconds cuts a run short of its schedules: once FIT_AFTER_STEPS steps have shown the step rate, the
+    # schedules are fitted to the steps that fit in the time, so the rate and lambda still decay; a resume keeps them
+    fit = config.max_train_seconds is not None and config.fit_schedules_to_time and has_schedule(config)
+    schedules = Schedules.start(config, scheduler, first_step, fit and fitted is None, device)
+    # lambda_t enters the losses as the device scalar the schedule fills; a constant lambda as a number
+    weight = schedules.weight if schedules.factor else None
+    options = loss_options(config, raw["discriminator"].config.pack_size, weight)
     # the objective's forward pass for one batch: every term of the simultaneous update
     networks = Networks(*wrapped, raw["discriminator"])
     step_losses = functools.partial(compute_losses, config.objective, networks, options=options)
@@ -135,9 +122,6 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         # than the fusion saved.
         step_losses = torch.compile(step_losses)
 
-    # --max_train_seconds cuts a run short of its schedules: once FIT_AFTER_STEPS steps have shown the step rate, the
-    # schedules are fitted to the steps that fit in the time, so the rate and lambda still decay; a resume keeps them
-    fit = config.max_train_seconds is not None and config.fit_schedules_to_time and has_schedule(config)
     # The common case, one process-local step with no scaler and no accumulation, skips Accelerate's per-step
     # wrappers (a file-system probe in its optimizer step, two no-op contexts): measured +0.5 ms on a 3.3 ms step.
     fast_path = accelerator.scaler is None and config.gradient_accumulation_steps == 1
@@ -149,28 +133,22 @@ def set_up(config: TrainingConfig, accelerator, log_with: str | None, setup_star
         wrapped=wrapped,
         raw=raw,
         ema=ema,
-        optimizer=optimizer,
-        step_optimizer=optimizer.optimizer if fast_path else optimizer,
-        scheduler=scheduler,
+        optimizer=optimizer.optimizer if fast_path else optimizer,
+        schedules=schedules,
         source=source,
         batches=source.batches(device, first_step),
         record=record,
         step_losses=step_losses,
-        weight=weight,
-        factor=factor,
         first_step=first_step,
-        setup_start=setup_start,
         alternating=config.update_order == "alternating",
         no_context=fast_path and accelerator.mixed_precision == "no",
-        ema_from=int(config.ema_start * config.max_train_steps),
-        fit_at=first_step + FIT_AFTER_STEPS if fit and fitted is None else None,
+        meter=Meter(setup_start),
         last_checkpoint=checkpoints[-1].name if checkpoints else None,
     )
     if fit and fitted is not None:
         run.fit_schedules(fitted)
-        if run.factor:
-            weight.fill_(config.reconstruction_weight * run.factor(first_step))
-    run.progress = reporting.progress_bar(accelerator, first_step, config.max_train_steps)
+        schedules.set_weight(first_step)
+    run.meter.progress = reporting.progress_bar(accelerator, first_step, config.max_train_steps)
     return run
 
 
