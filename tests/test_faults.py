@@ -3,6 +3,7 @@ stops with one line that names the folder and the space needed, the last complet
 survive, and a resume after space is freed continues bit for bit."""
 
 import errno
+import json
 import resource
 import signal
 import subprocess
@@ -97,3 +98,16 @@ def test_a_file_size_limit_stops_the_run_with_one_line(tmp_path):
     errors = _error_lines(result.stderr)
     assert len(errors) == 1 and "the disk is full: writing checkpoint-10 in" in errors[0], result.stderr[-2000:]
     assert not list(out.glob(".checkpoint-*")) and not (out / checkpointing.LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+def test_the_fault_soak_runs_its_trials(tmp_path):
+    """`benchmarks/fault_soak.py`'s short run: a kill and a damaged checkpoint at random points, each resumed to the
+    unfaulted run's weights bit for bit (the disk trials mount a tmpfs, so the committed soak runs them as root)."""
+    from benchmarks import fault_soak
+
+    args = ["--trials", "2", "--seed", "12", "--kinds", "kill,damage", "--results_dir", str(tmp_path)]
+    assert fault_soak.main(args) == 0
+    trials = json.loads((tmp_path / "fault_soak.json").read_text())["trials"]
+    assert [t["kind"] for t in trials] and all("failure" not in t for t in trials)
+    assert all(t["resumed_from"] == t["newest_complete"] > 0 for t in trials)
