@@ -179,7 +179,8 @@ def _trial(kind: str, seed: int, scratch: Path, references: dict) -> dict:
             mount, grow = stack.enter_context(_small_disk(size_kb))
             out = mount / "o"
             faulted = _run(out, 1)
-            errors = [line for line in faulted.stderr.splitlines() if line.startswith("error: ")]
+            # the script's `error:` lines; a progress bar may share the line, as tqdm writes without a newline
+            errors = [line[line.index("error: ") :] for line in faulted.stderr.splitlines() if "error: " in line]
             result.update(fault=f"tmpfs of {size_kb} KB", returncode=faulted.returncode, message=errors[-1:])
             if faulted.returncode == 0:
                 result["hit"] = "nothing: the run fit"

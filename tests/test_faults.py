@@ -62,6 +62,24 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_the_resume_is_ex
     assert same_tensors(weights(out), weights(reference))
 
 
+def test_a_full_disk_at_the_first_checkpoint_then_latest_starts_over(tmp_path, monkeypatch, capsys):
+    """Nothing to resume yet: the error says to continue with `latest`, and `latest` then trains from step 0 (a
+    finished run without checkpoints is still refused, in test_hostile_training)."""
+    reference = tmp_path / "reference"
+    assert run(*COMMON, "--output_dir", str(reference)) == 0
+    out = tmp_path / "o"
+    _fail_on_call(
+        monkeypatch, checkpointing, "_save_checkpoint_files", 1, OSError(errno.ENOSPC, "No space left on device")
+    )
+    capsys.readouterr()
+    assert run(*COMMON, "--output_dir", str(out)) == 1
+    error = _error_lines(capsys.readouterr().err)
+    assert len(error) == 1 and "No checkpoint was saved yet" in error[0] and "latest" in error[0]
+    monkeypatch.undo()
+    assert run(*COMMON, "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
+    assert same_tensors(weights(out), weights(reference))
+
+
 @pytest.mark.parametrize("where", ["samples", "export"])
 def test_a_full_disk_while_writing_samples_or_the_final_pipeline_is_one_line(tmp_path, monkeypatch, capsys, where):
     from veegan_hf.training import reporting

@@ -95,6 +95,8 @@ def prepare_output_dir(config: TrainingConfig, is_main_process: bool = True) -> 
     resuming = config.resume_from_checkpoint
     if resuming and (checkpoints or resuming != "latest"):
         return
+    if resuming and not (output_dir / "model_index.json").exists():
+        return  # a run that stopped before its first checkpoint (a full disk, a kill): `latest` starts it at step 0
     if resuming and not config.overwrite_output_dir:  # starting over from step 0 would quietly replace a finished model
         raise ConfigError(
             f"--resume_from_checkpoint latest: --output_dir {output_dir} holds a run ({', '.join(previous[:4])}) but "
