@@ -215,6 +215,11 @@ def _trial(kind: str, seed: int, rng: random.Random, scratch: Path, references: 
         resumed = _run(out, processes, "--resume_from_checkpoint", "latest")
         if newest != expected_from and f"skipping checkpoint-{newest}" not in resumed.stderr:
             result["failure"] = f"checkpoint-{newest} is damaged, but the resume did not say it skipped it"
+        if on_disk and expected_from == 0:  # every checkpoint damaged: `latest` refuses, naming them; start over
+            if resumed.returncode == 0 or f"no checkpoint in {out} can be resumed" not in resumed.stderr:
+                result.setdefault("failure", "no checkpoint is complete, but latest did not refuse by name")
+            result["message"] = [line for line in resumed.stderr.splitlines() if "error: " in line][-1:]
+            resumed = _run(out, processes, "--overwrite_output_dir")
         result.update(newest_complete=expected_from, resumed_from=_resumed_from(out), resume_rc=resumed.returncode)
         if kind == "damage" and "skipping" in resumed.stderr:
             result["message"] = [line for line in resumed.stderr.splitlines() if "skipping" in line][-1:]

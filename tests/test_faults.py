@@ -129,3 +129,19 @@ def test_the_fault_soak_runs_its_trials(tmp_path):
     trials = json.loads((tmp_path / "fault_soak.json").read_text())["trials"]
     assert [t["kind"] for t in trials] and all("failure" not in t for t in trials)
     assert all(t["resumed_from"] == t["newest_complete"] for t in trials)  # no more lost than since the newest
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error while serializing: IoError(Os { code: 28, kind: StorageFull })",  # safetensors
+        "[enforce fail at inline_container.cc:603] . unexpected pos 1216 vs 1110",  # torch.save, a short write
+        "PytorchStreamWriter failed writing file data/0: file write failed",
+        "basic_ios::clear: iostream error",  # torch.save's stream failing as it closes the archive (fault soak)
+    ],
+)
+def test_every_writers_full_disk_is_recognised(message):
+    from veegan_hf.training.disk import is_disk_full
+
+    assert is_disk_full(RuntimeError(message))
+    assert not is_disk_full(RuntimeError("size mismatch for net.0.weight"))

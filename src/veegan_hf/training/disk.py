@@ -16,8 +16,8 @@ class DiskFullError(RuntimeError):
 _FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # how the writers below report a full disk when they do not raise OSError (safetensors' Rust errors, PIL, zipfile)
 _FULL_WORDS = ("no space left on device", "file too large", "disk quota exceeded", "storagefull", "filetoolarge")
-# torch.save's zip writer loses the errno of a short write and reports where it stopped instead
-_TORCH_SHORT_WRITE = ("unexpected pos", "failed writing file")
+# torch.save's zip writer loses the errno of a short write and reports where it stopped, or its C++ stream's failure
+_TORCH_SHORT_WRITE = ("unexpected pos", "failed writing file", "basic_ios::clear: iostream error")
 
 
 def is_disk_full(err: BaseException) -> bool:
