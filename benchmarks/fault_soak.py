@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from veegan_hf.benchmarking.memory import rank_pid
 from veegan_hf.loading import WEIGHTS_NAME
 from veegan_hf.provenance import REPO, cpu_name, git_commit, write_results
 from veegan_hf.training.checkpointing import checkpoint_problem, checkpoint_step, list_checkpoints
@@ -100,17 +101,6 @@ def _resumed_from(out: Path) -> int | None:
     return None
 
 
-def _rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
-    """The training process below the launcher whose environment says RANK=`rank` (from /proc)."""
-    from veegan_hf.benchmarking.memory import descendants
-
-    for pid in descendants(launcher.pid):
-        with contextlib.suppress(OSError):
-            if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                return pid
-    return None
-
-
 def _kill_after_checkpoint(out: Path, processes: int, rng: random.Random) -> dict:
     """Starts the run and SIGKILLs it (rank 1 of it with several processes) a random moment after a random
     checkpoint appears; returns what the launch said and how long it took to end."""
@@ -124,11 +114,11 @@ def _kill_after_checkpoint(out: Path, processes: int, rng: random.Random) -> dic
             if process.poll() is not None or time.monotonic() > deadline:
                 return {"error": f"the run ended or stalled before checkpoint-{after}", "after": after}
             if processes > 1:
-                pid = pid or _rank_pid(process, 1)
+                pid = pid or rank_pid(process.pid, 1)
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.04))
         if processes > 1:
-            pid = pid or _rank_pid(process, 1)
+            pid = pid or rank_pid(process.pid, 1)
             if pid is None:
                 return {"error": "rank 1 not found", "after": after}
         os.kill(pid or process.pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import same_tensors
 from tests.test_distributed import REPO, _free_port
 from tests.training_helpers import weights
+from veegan_hf.benchmarking.memory import rank_pid
 
 ARGS = ["--dataset_name", "grid", "--hidden_dim", "32", "--discriminator_hidden_dim", "32", "--latent_dim", "4"]
 ARGS += ["--train_batch_size", "64", "--report_to", "none", "--checkpointing_steps", "20", "--max_train_steps", "200"]
@@ -29,36 +30,6 @@ def _command(out: Path, *extra: str) -> list[str]:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1"}
-
-
-def _rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
-    """The pid of the training process with RANK=`rank` below the launcher (read from /proc)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in environ and b"LOCAL_RANK=" + str(rank).encode() in environ:
-            ancestry = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-            if ancestry != launcher.pid and not _descends(ancestry, launcher.pid):
-                continue
-            return int(entry.name)
-    return None
-
-
-def _descends(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return False
-        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-    return False
 
 
 @pytest.mark.slow
@@ -80,9 +51,9 @@ def test_killing_rank_1_ends_the_run_and_the_resume_is_exact(tmp_path):
         while not (out / f"checkpoint-{kill_after}").is_dir():
             alive = launcher.poll() is None and time.monotonic() < deadline
             assert alive, f"the run ended before the kill (VEEGAN_KILL_SEED={seed})"
-            pid = pid or _rank_pid(launcher, 1)
+            pid = pid or rank_pid(launcher.pid, 1)
             time.sleep(0.01 if pid else 0.05)
-        pid = pid or _rank_pid(launcher, 1)
+        pid = pid or rank_pid(launcher.pid, 1)
         assert pid is not None, f"rank 1 not found (VEEGAN_KILL_SEED={seed})"
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()

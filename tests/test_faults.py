@@ -42,42 +42,42 @@ def _fail_on_call(monkeypatch, module, name: str, call: int, error: OSError) -> 
     monkeypatch.setattr(module, name, flaky)
 
 
-def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_the_resume_is_exact(tmp_path, monkeypatch, capsys):
+def _disk_full_at_checkpoint(tmp_path, monkeypatch, capsys, call: int) -> tuple:
+    """An unfaulted reference run, then the same run whose `call`-th checkpoint hits a full disk (it must fail);
+    returns the reference's folder, the faulted run's folder and its `error:` lines."""
     reference = tmp_path / "reference"
     assert run(*COMMON, "--output_dir", str(reference)) == 0
     out = tmp_path / "o"
-    _fail_on_call(
-        monkeypatch, checkpointing, "_save_checkpoint_files", 2, OSError(errno.ENOSPC, "No space left on device")
-    )
+    full = OSError(errno.ENOSPC, "No space left on device")
+    _fail_on_call(monkeypatch, checkpointing, "_save_checkpoint_files", call, full)
     capsys.readouterr()
     assert run(*COMMON, "--output_dir", str(out)) == 1
-    error = _error_lines(capsys.readouterr().err)
+    return reference, out, _error_lines(capsys.readouterr().err)
+
+
+def _free_space_and_resume(monkeypatch, out, reference) -> None:
+    """Space freed: `latest` continues the run to the reference's weights, bit for bit."""
+    monkeypatch.undo()
+    assert run(*COMMON, "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
+    assert same_tensors(weights(out), weights(reference))
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_the_resume_is_exact(tmp_path, monkeypatch, capsys):
+    reference, out, error = _disk_full_at_checkpoint(tmp_path, monkeypatch, capsys, call=2)
     assert len(error) == 1 and error[0].startswith("error: the disk is full: writing checkpoint-20 in ")
     assert str(out) in error[0] and "MB more" in error[0] and "checkpoint-10, is intact" in error[0]
     assert [p.name for p in checkpointing.list_checkpoints(out)] == ["checkpoint-10"]
     assert checkpoint_problem(out / "checkpoint-10", use_ema=False) is None
     assert not list(out.glob(".checkpoint-*")) and not (out / checkpointing.LOCK_NAME).exists()  # lock released
-    monkeypatch.undo()  # space freed
-    assert run(*COMMON, "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
-    assert same_tensors(weights(out), weights(reference))
+    _free_space_and_resume(monkeypatch, out, reference)
 
 
 def test_a_full_disk_at_the_first_checkpoint_then_latest_starts_over(tmp_path, monkeypatch, capsys):
     """Nothing to resume yet: the error says to continue with `latest`, and `latest` then trains from step 0 (a
     finished run without checkpoints is still refused, in test_hostile_training)."""
-    reference = tmp_path / "reference"
-    assert run(*COMMON, "--output_dir", str(reference)) == 0
-    out = tmp_path / "o"
-    _fail_on_call(
-        monkeypatch, checkpointing, "_save_checkpoint_files", 1, OSError(errno.ENOSPC, "No space left on device")
-    )
-    capsys.readouterr()
-    assert run(*COMMON, "--output_dir", str(out)) == 1
-    error = _error_lines(capsys.readouterr().err)
+    reference, out, error = _disk_full_at_checkpoint(tmp_path, monkeypatch, capsys, call=1)
     assert len(error) == 1 and "No checkpoint was saved yet" in error[0] and "latest" in error[0]
-    monkeypatch.undo()
-    assert run(*COMMON, "--resume_from_checkpoint", "latest", "--output_dir", str(out)) == 0
-    assert same_tensors(weights(out), weights(reference))
+    _free_space_and_resume(monkeypatch, out, reference)
 
 
 @pytest.mark.parametrize("where", ["samples", "export"])

@@ -82,6 +82,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def rank_pid(launcher: int, rank: int) -> int | None:
+    """The process below `launcher` (an `accelerate launch`) whose environment says RANK=`rank` (Linux), or None."""
+    for pid in descendants(launcher):
+        with contextlib.suppress(OSError):
+            if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                return pid
+    return None
+
+
 def process_rss_mib(pid: int, with_children: bool = False) -> float | None:
     """
     The resident memory of process `pid` in MiB (Linux), with all the processes below it when `with_children` (a

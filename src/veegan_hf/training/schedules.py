@@ -107,10 +107,12 @@ class Schedules:
         cls, config: TrainingConfig, lr: torch.optim.lr_scheduler.LambdaLR, first_step: int, fit: bool, device
     ) -> "Schedules":
         """The schedules at `first_step`; with `fit`, first fitted once FIT_AFTER_STEPS steps show the rate."""
-        factor = reconstruction_weight_factor(config)
-        weight = torch.tensor(config.reconstruction_weight * (factor(first_step) if factor else 1.0), device=device)
+        weight = torch.tensor(config.reconstruction_weight, device=device)
         ema_from = int(config.ema_start * config.max_train_steps)
-        return cls(config, lr, weight, factor, ema_from, first_step + FIT_AFTER_STEPS if fit else None)
+        fit_at = first_step + FIT_AFTER_STEPS if fit else None
+        schedules = cls(config, lr, weight, reconstruction_weight_factor(config), ema_from, fit_at)
+        schedules.set_weight(first_step)
+        return schedules
 
     def step(self, step: int) -> None:
         """After an optimizer step: the next rate, and lambda_t for `step`."""
@@ -118,6 +120,7 @@ class Schedules:
         self.set_weight(step)
 
     def set_weight(self, step: int) -> None:
+        """lambda_t for `step`; a constant lambda stays as it is."""
         if self.factor:
             self.weight.fill_(self.config.reconstruction_weight * self.factor(step))
 
